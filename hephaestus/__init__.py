@@ -1,0 +1,1 @@
+"""Hephaestus: an asyncio workflow runner with built-in telemetry."""

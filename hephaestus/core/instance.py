@@ -1,0 +1,120 @@
+"""The state of one workflow run: ``Instance`` and the values it holds.
+
+Instances are frozen: the engine returns new ones. The mappings they hold are
+never mutated by Hephaestus either (it copies before it changes), and must not
+be mutated by users.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from .step import Step
+    from .workflow import Workflow
+
+__all__ = ["Context", "ExecutionEntry", "Failure", "Instance", "Status", "Timer"]
+
+
+class Status(enum.StrEnum):
+    """Where an instance is in its life; the last three are terminal."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True for completed, failed and cancelled: nothing happens after these."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+
+@attrs.frozen
+class Context:
+    """What steps read: the caller's ``initial`` context and each step's updates by step key."""
+
+    initial: Mapping[str, Any]
+    steps: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ExecutionEntry:
+    """One completed step: its class, the event it returned, when (wall-clock ns), its updates."""
+
+    step: type[Step]
+    event: str
+    timestamp: int
+    updates: Mapping[str, Any] | None = None
+
+    @property
+    def at(self) -> datetime:
+        """``timestamp`` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.timestamp / 1e9, tz=UTC)
+
+
+@attrs.frozen
+class Timer:
+    """A parked step resumes itself with ``event`` at ``due`` (wall-clock ns)."""
+
+    due: int
+    event: str = "timeout"
+
+
+@attrs.frozen
+class Failure:
+    """Why an instance failed: the step, the kind (error, exception, timeout, ...) and the reason."""
+
+    step: type[Step]
+    kind: str
+    reason: Any
+
+
+@attrs.frozen
+class Instance:
+    """One run of a workflow.
+
+    ``active_steps`` are activated and not yet finished (running or about to
+    run); ``waiting_steps`` returned ``Async()`` and wait for a resume;
+    ``completed_steps`` finished with an event. ``pending_joins`` holds, for
+    each join step some but not all of whose predecessors have finished,
+    ``(arrived, live)``: how many predecessors are done and whether any of
+    them took an edge to it. ``timers`` are the parked steps' self-resumes.
+    ``started_at`` is wall-clock ns; ``started_monotonic`` is
+    ``time.monotonic_ns()`` in the process that started the run, or None
+    after a restart (durations then come from the wall clock).
+    """
+
+    id: str
+    workflow: type[Workflow]
+    workflow_version: int
+    status: Status
+    context: Context
+    current_step: type[Step] | None = None
+    step_configs: Mapping[type[Step], Mapping[str, Any] | None] = attrs.field(factory=dict)
+    active_steps: frozenset[type[Step]] = frozenset()
+    completed_steps: frozenset[type[Step]] = frozenset()
+    waiting_steps: frozenset[type[Step]] = frozenset()
+    runtime_metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    execution_history: tuple[ExecutionEntry, ...] = ()
+    telemetry_metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    started_at: int = 0
+    started_monotonic: int | None = None
+    timers: Mapping[type[Step], Timer] = attrs.field(factory=dict)
+    pending_joins: Mapping[type[Step], tuple[int, bool]] = attrs.field(factory=dict)
+    error: Failure | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True once the instance is completed, failed or cancelled."""
+        return self.status in _TERMINAL

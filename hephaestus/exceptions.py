@@ -1,0 +1,113 @@
+"""The exceptions Hephaestus raises.
+
+Every exception derives from one root, :class:`HephaestusError`, and also from
+the builtin it means, so ``except LookupError`` catches an unknown instance::
+
+    HephaestusError
+    ├── WorkflowDefinitionError (TypeError)   a workflow or step class is malformed
+    ├── InstanceNotFound (LookupError)        no instance has that id
+    ├── AlreadyRunning (ValueError)           an active instance already has that id
+    ├── NotWaiting (ValueError)               resume of an instance or step that is not waiting
+    ├── UndeclaredEvent (ValueError)          an event the step does not declare
+    ├── AmbiguousResume (ValueError)          several steps wait: say which with step=
+    ├── InvalidStepResult (TypeError)         execute returned something that is not a result
+    ├── RouteError (ValueError)               a Route chose a step it does not name
+    └── StepFailed (RuntimeError)             a step failed for good (raised, Error, timeout)
+
+The messages name the culprit: the workflow, the step, the event or the id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AlreadyRunning",
+    "AmbiguousResume",
+    "HephaestusError",
+    "InstanceNotFound",
+    "InvalidStepResult",
+    "NotWaiting",
+    "RouteError",
+    "StepFailed",
+    "UndeclaredEvent",
+    "WorkflowDefinitionError",
+]
+
+
+class HephaestusError(Exception):
+    """The root of every exception Hephaestus raises."""
+
+
+class WorkflowDefinitionError(HephaestusError, TypeError):
+    """A workflow (or a step class it uses) is malformed.
+
+    ``problems`` lists every problem found, not only the first; the message
+    shows them all, one per line.
+    """
+
+    def __init__(self, workflow: str, problems: Sequence[str]) -> None:
+        self.workflow = workflow
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{workflow} is not a valid workflow ({count} {noun}):\n{lines}")
+
+
+class InstanceNotFound(HephaestusError, LookupError):
+    """No instance has the given id."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        super().__init__(f"no workflow instance has id {instance_id!r}")
+
+    def __str__(self) -> str:  # LookupError would quote the message again
+        return str(self.args[0])
+
+
+class AlreadyRunning(HephaestusError, ValueError):
+    """An active instance already has the id a new instance would take."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        super().__init__(f"an active workflow instance already has id {instance_id!r}")
+
+
+class NotWaiting(HephaestusError, ValueError):
+    """A resume named an instance, or a step, that is not waiting."""
+
+
+class UndeclaredEvent(HephaestusError, ValueError):
+    """An event the step does not declare (in a result or a resume)."""
+
+    def __init__(self, step: str, event: object, declared: Sequence[str]) -> None:
+        self.step = step
+        self.event = event
+        self.declared = tuple(declared)
+        super().__init__(
+            f"step {step} does not declare event {event!r}; "
+            f"it declares {', '.join(repr(e) for e in self.declared) or 'nothing'}"
+        )
+
+
+class AmbiguousResume(HephaestusError, ValueError):
+    """Several steps of the instance wait; ``resume(..., step=)`` must name one."""
+
+
+class InvalidStepResult(HephaestusError, TypeError):
+    """A step's ``execute`` returned something that is not ``Ok``, ``Async`` or ``Error``."""
+
+
+class RouteError(HephaestusError, ValueError):
+    """A ``Route``'s chooser returned a step the route does not name."""
+
+
+class StepFailed(HephaestusError, RuntimeError):
+    """A step failed for good: it raised, returned ``Error``, or timed out, retries spent."""
+
+    def __init__(self, step: str, kind: str, reason: object) -> None:
+        self.step = step
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"step {step} failed ({kind}): {reason}")
