@@ -1,1 +1,65 @@
-"""Hephaestus: an asyncio workflow runner with built-in telemetry."""
+"""Hephaestus: an asyncio workflow runner with built-in telemetry.
+
+Define steps (``Step`` subclasses returning ``Ok``, ``Async`` or ``Error``),
+join them in a ``Workflow``, and run it with a runner. See the README.
+"""
+
+from hephaestus.core.instance import Context as Context
+from hephaestus.core.instance import ExecutionEntry as ExecutionEntry
+from hephaestus.core.instance import Failure as Failure
+from hephaestus.core.instance import Instance as Instance
+from hephaestus.core.instance import Status as Status
+from hephaestus.core.step import Async as Async
+from hephaestus.core.step import Error as Error
+from hephaestus.core.step import Ok as Ok
+from hephaestus.core.step import Retry as Retry
+from hephaestus.core.step import Step as Step
+from hephaestus.core.workflow import Route as Route
+from hephaestus.core.workflow import Unique as Unique
+from hephaestus.core.workflow import Workflow as Workflow
+from hephaestus.exceptions import AlreadyRunning as AlreadyRunning
+from hephaestus.exceptions import AmbiguousResume as AmbiguousResume
+from hephaestus.exceptions import HephaestusError as HephaestusError
+from hephaestus.exceptions import InstanceNotFound as InstanceNotFound
+from hephaestus.exceptions import InvalidStepResult as InvalidStepResult
+from hephaestus.exceptions import NotWaiting as NotWaiting
+from hephaestus.exceptions import RouteError as RouteError
+from hephaestus.exceptions import StepFailed as StepFailed
+from hephaestus.exceptions import UndeclaredEvent as UndeclaredEvent
+from hephaestus.exceptions import WorkflowDefinitionError as WorkflowDefinitionError
+from hephaestus.steps import Debug as Debug
+from hephaestus.steps import Done as Done
+from hephaestus.steps import Wait as Wait
+from hephaestus.steps import WaitForEvent as WaitForEvent
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AlreadyRunning",
+    "AmbiguousResume",
+    "Async",
+    "Context",
+    "Debug",
+    "Done",
+    "Error",
+    "ExecutionEntry",
+    "Failure",
+    "HephaestusError",
+    "Instance",
+    "InstanceNotFound",
+    "InvalidStepResult",
+    "NotWaiting",
+    "Ok",
+    "Retry",
+    "Route",
+    "RouteError",
+    "Status",
+    "Step",
+    "StepFailed",
+    "UndeclaredEvent",
+    "Unique",
+    "Wait",
+    "WaitForEvent",
+    "Workflow",
+    "WorkflowDefinitionError",
+]

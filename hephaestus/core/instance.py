@@ -73,7 +73,7 @@ class Timer:
 
 @attrs.frozen
 class Failure:
-    """Why an instance failed: the step, the kind (error, exception, timeout, ...) and the reason."""
+    """Why an instance failed: the step, the kind (error, exception, timeout) and the reason."""
 
     step: type[Step]
     kind: str

@@ -40,7 +40,10 @@ _BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def snake_case(name: str) -> str:
-    """``ValidateOrder`` -> ``validate_order``; acronym-aware: ``HTTPFetchURL`` -> ``http_fetch_url``."""
+    """``ValidateOrder`` -> ``validate_order``; ``HTTPFetchURL`` -> ``http_fetch_url``.
+
+    Digits stay with what precedes them: ``Step2Go`` -> ``step2_go``.
+    """
     return _BOUNDARY.sub("_", name).lower()
 
 
@@ -146,7 +149,7 @@ class Retry:
             raw = self.base * attempt
         else:
             raw = self.base
-        return min(raw, self.max_backoff) * (1.0 + self.jitter * draw)
+        return float(min(raw, self.max_backoff) * (1.0 + self.jitter * draw))
 
 
 class Step:
@@ -163,6 +166,8 @@ class Step:
     retry: ClassVar[Retry | None] = None
     timeout: ClassVar[float | None] = None
     blocking: ClassVar[bool] = False
+    ends_workflow: ClassVar[bool] = False
+    """True for ``Done``: the step ends the workflow and must be a leaf."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -181,6 +186,10 @@ class Step:
     def declared_events(cls, config: Config) -> tuple[str, ...]:
         """The events this step may return under ``config`` (``events`` by default)."""
         return cls.events
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """Raise ValueError for a config this step cannot run with; called at definition time."""
 
     @classmethod
     def timer(cls, config: Config) -> float | None:

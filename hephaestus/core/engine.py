@@ -1,0 +1,434 @@
+"""The engine: pure functions from an instance (and a step's result) to a new instance.
+
+No await, no clock, no I/O: times come in as arguments (``now`` is wall-clock
+nanoseconds). A runner needs nothing else from the core:
+
+- :func:`advance` starts a pending instance and completes a finished one;
+- :func:`apply_result` folds a step's result (``Ok``, ``Async``, ``Error``)
+  into the instance with a single construction;
+- :func:`resume_step` completes a waiting step with the event it was given;
+- :func:`fail_step`, :func:`cancel`, :func:`schedule_timer` for the rest.
+
+:func:`complete_step`, :func:`activate_transitions` and
+:func:`check_completion` are the pieces ``apply_result`` is made of, exposed
+for runners that want them separately.
+
+Joins use dead-path elimination. When a step finishes, each of its
+successors receives a token from it: live if the step's event led there,
+dead otherwise. A step with one predecessor activates on a live token; a join
+(several predecessors) waits until every predecessor has sent its token and
+activates if any was live. A step that receives only dead tokens never runs
+and passes dead tokens on. So a step shared by exclusive branches still runs,
+a fan-in waits for all of its live branches, and no step activates twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import attrs
+
+from hephaestus.exceptions import InvalidStepResult, NotWaiting, RouteError, UndeclaredEvent
+
+from .instance import Context, ExecutionEntry, Failure, Instance, Status, Timer
+from .step import Async, Error, Ok, Result, Step
+from .workflow import Definition, Edge
+
+__all__ = [
+    "Applied",
+    "activate_transitions",
+    "advance",
+    "apply_result",
+    "cancel",
+    "check_completion",
+    "complete_step",
+    "fail_step",
+    "resume_step",
+    "schedule_timer",
+]
+
+_StepT = type[Step]
+_EMPTY: frozenset[_StepT] = frozenset()
+_RUNNING = Status.RUNNING
+_WAITING = Status.WAITING
+_COMPLETED = Status.COMPLETED
+
+
+class Applied(NamedTuple):
+    """What folding a result produced: the new instance, where the event led, what activated.
+
+    ``targets`` are the steps the step's event led to (a route's choice);
+    ``activated`` the steps that became active (a join may wait for other
+    branches; dead-path elimination may activate a join further down).
+    Both are empty for ``Async``, ``Error`` and a step that ends the workflow.
+    """
+
+    instance: Instance
+    targets: tuple[_StepT, ...]
+    activated: tuple[_StepT, ...]
+
+
+def _status(active: frozenset[_StepT], waiting: frozenset[_StepT]) -> Status:
+    if active:
+        return _RUNNING
+    if waiting:
+        return _WAITING
+    return _COMPLETED
+
+
+def advance(instance: Instance) -> Instance:
+    """Start a pending instance, settle a running one with nothing active; else return it as is."""
+    status = instance.status
+    if status is Status.PENDING:
+        d = instance.workflow.definition
+        start = d.start
+        configs = instance.step_configs
+        if d.start_config is not None:
+            configs = {**configs, start: d.start_config}
+        return Instance(
+            instance.id,
+            instance.workflow,
+            instance.workflow_version,
+            _RUNNING,
+            instance.context,
+            start,
+            configs,
+            frozenset((start,)),
+            instance.completed_steps,
+            instance.waiting_steps,
+            instance.runtime_metadata,
+            instance.execution_history,
+            instance.telemetry_metadata,
+            instance.started_at,
+            instance.started_monotonic,
+            instance.timers,
+            instance.pending_joins,
+            instance.error,
+        )
+    if status is _RUNNING and not instance.active_steps:
+        return check_completion(instance)
+    return instance
+
+
+def check_completion(instance: Instance) -> Instance:
+    """A running instance with nothing active: completed if nothing waits, else waiting."""
+    if instance.status is not _RUNNING or instance.active_steps:
+        return instance
+    return attrs.evolve(instance, status=_status(_EMPTY, instance.waiting_steps))
+
+
+def _edge(d: Definition, step: _StepT, event: object) -> Edge | None:
+    """The edge ``(step, event)``: None for a step that ends the workflow; raise if undeclared."""
+    by_event = d.edges.get(step)
+    if by_event is not None:
+        edge: Edge | None = by_event.get(event)  # type: ignore[call-overload]
+        if edge is not None:
+            return edge
+    elif event in d.events.get(step, ()):
+        return None
+    raise UndeclaredEvent(step.__qualname__, event, d.events.get(step, ()))
+
+
+def _complete(
+    instance: Instance,
+    step: _StepT,
+    event: str,
+    updates: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+    now: int,
+) -> tuple[Context, Mapping[str, Any], tuple[ExecutionEntry, ...]]:
+    """The context, runtime metadata and history after ``step`` completed with ``event``."""
+    context = instance.context
+    if updates is not None:
+        if not isinstance(updates, Mapping):
+            raise InvalidStepResult(
+                f"step {step.__qualname__} returned updates that are not a dict: {updates!r}"
+            )
+        steps = dict(context.steps)
+        steps[step.step_key] = updates
+        context = Context(context.initial, steps)
+    runtime = instance.runtime_metadata
+    if metadata:
+        if not isinstance(metadata, Mapping):
+            raise InvalidStepResult(
+                f"step {step.__qualname__} returned metadata that is not a dict: {metadata!r}"
+            )
+        runtime = {**runtime, **metadata}
+    history = (*instance.execution_history, ExecutionEntry(step, event, now, updates))
+    return context, runtime, history
+
+
+def _route(edge: Edge, step: _StepT, context: Context) -> tuple[_StepT, ...]:
+    route = edge.route
+    assert route is not None
+    chosen = route.choose(context)
+    picked = (chosen,) if isinstance(chosen, type) else tuple(dict.fromkeys(chosen))
+    if not picked:
+        raise RouteError(f"the route after {step.__qualname__} chose no step")
+    for target in picked:
+        if target not in edge.configs:
+            names = ", ".join(t.__qualname__ for t in edge.targets)
+            raise RouteError(
+                f"the route after {step.__qualname__} chose {target!r}, "
+                f"which is not one of its targets ({names})"
+            )
+    return picked
+
+
+def _activate(
+    d: Definition,
+    instance: Instance,
+    step: _StepT,
+    edge: Edge | None,
+    context: Context,
+    active: frozenset[_StepT],
+) -> tuple[
+    tuple[_StepT, ...],
+    tuple[_StepT, ...],
+    frozenset[_StepT],
+    Mapping[_StepT, Any],
+    Mapping[_StepT, tuple[int, bool]],
+]:
+    """Send ``step``'s tokens: returns targets, activated, active, configs, pending joins."""
+    configs = instance.step_configs
+    joins = instance.pending_joins
+    if edge is None:
+        return (), (), active, configs, joins
+    if edge.route is None:
+        targets = edge.targets
+        dead = edge.dead
+    else:
+        targets = _route(edge, step, context)
+        dead = tuple(s for s in d.successors[step] if s not in targets)
+    join_counts = d.join_counts
+    edge_configs = edge.configs
+
+    # The fast path: every target has one predecessor and nothing is ruled out.
+    if not dead and not any(t in join_counts for t in targets):
+        for t in targets:
+            if edge_configs[t] is not None or t in configs:
+                configs = {**configs, t: edge_configs[t]}
+        return targets, targets, active | frozenset(targets), configs, joins
+
+    joins = dict(joins)
+    activated: list[_StepT] = []
+    tokens: list[tuple[_StepT, bool]] = [(t, True) for t in targets]
+    tokens += [(t, False) for t in dead]
+    while tokens:
+        target, live = tokens.pop()
+        if live and (edge_configs.get(target) is not None or target in configs):
+            configs = {**configs, target: edge_configs.get(target)}
+        needed = join_counts.get(target)
+        if needed is not None:
+            arrived, any_live = joins.pop(target, (0, False))
+            arrived += 1
+            live = any_live or live
+            if arrived < needed:
+                joins[target] = (arrived, live)
+                continue
+        if live:
+            activated.append(target)
+        else:
+            tokens.extend((s, False) for s in d.successors[target])
+    activated.sort(key=d.order.__getitem__)
+    return targets, tuple(activated), active | frozenset(activated), configs, joins
+
+
+def _fold_ok(
+    instance: Instance,
+    step: _StepT,
+    event: str,
+    updates: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+    now: int,
+    waiting: frozenset[_StepT],
+    timers: Mapping[_StepT, Timer],
+) -> Applied:
+    """Complete ``step``, send its tokens and settle the status, in one construction."""
+    d = instance.workflow.definition
+    edge = _edge(d, step, event)
+    context, runtime, history = _complete(instance, step, event, updates, metadata, now)
+    active = instance.active_steps
+    if step in active:
+        active = _EMPTY if len(active) == 1 else active - {step}
+    targets, activated, active, configs, joins = _activate(d, instance, step, edge, context, active)
+    return Applied(
+        Instance(
+            instance.id,
+            instance.workflow,
+            instance.workflow_version,
+            _status(active, waiting),
+            context,
+            activated[-1] if activated else instance.current_step,
+            configs,
+            active,
+            instance.completed_steps | {step},
+            waiting,
+            runtime,
+            history,
+            instance.telemetry_metadata,
+            instance.started_at,
+            instance.started_monotonic,
+            timers,
+            joins,
+            instance.error,
+        ),
+        targets,
+        activated,
+    )
+
+
+def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) -> Applied:
+    """Fold the result of an active ``step`` into the instance.
+
+    ``Ok``: the step completes (its updates land in ``context.steps``, its
+    metadata in ``runtime_metadata``, an ``ExecutionEntry`` is appended), its
+    transitions activate, and an instance with nothing left completes.
+    ``Async``: the step parks (with its timer, if it declares one).
+    ``Error``: the instance fails. Raises :class:`UndeclaredEvent` for an
+    event the step does not declare, :class:`InvalidStepResult` for a value
+    that is no result, :class:`RouteError` when a route chooses a step it does
+    not name; the instance is then unchanged and the runner fails the step.
+    """
+    kind = type(result)
+    if kind is Ok:
+        ok: Ok = result  # type: ignore[assignment]
+        return _fold_ok(
+            instance,
+            step,
+            ok.event,
+            ok.updates,
+            ok.metadata,
+            now,
+            instance.waiting_steps,
+            instance.timers,
+        )
+    if kind is Async:
+        return Applied(_park(instance, step, now), (), ())
+    if kind is Error:
+        error: Error = result  # type: ignore[assignment]
+        return Applied(fail_step(instance, step, "error", error.reason), (), ())
+    raise InvalidStepResult(
+        f"step {step.__qualname__} returned {result!r}, which is not Ok, Async or Error"
+    )
+
+
+def _park(instance: Instance, step: _StepT, now: int) -> Instance:
+    active = instance.active_steps - {step}
+    waiting = instance.waiting_steps | {step}
+    timers = instance.timers
+    delay = step.timer(instance.step_configs.get(step))
+    if delay is not None:
+        timers = {**timers, step: Timer(now + int(delay * 1_000_000_000), "timeout")}
+    return attrs.evolve(
+        instance,
+        status=_status(active, waiting),
+        active_steps=active,
+        waiting_steps=waiting,
+        timers=timers,
+    )
+
+
+def resume_step(instance: Instance, step: _StepT, event: str, *, now: int) -> Applied:
+    """A waiting ``step`` completes with ``event``; its transitions activate.
+
+    Raises :class:`NotWaiting` if the step does not wait, :class:`UndeclaredEvent`
+    if it does not declare ``event``; the instance is then unchanged.
+    """
+    if step not in instance.waiting_steps or instance.terminal:
+        raise NotWaiting(
+            f"instance {instance.id!r} ({instance.status}) has no waiting step {step.__qualname__}"
+        )
+    d = instance.workflow.definition
+    declared = step.declared_events(instance.step_configs.get(step))
+    if event not in declared or event not in d.events.get(step, ()):
+        raise UndeclaredEvent(step.__qualname__, event, declared)
+    waiting = instance.waiting_steps - {step}
+    timers = instance.timers
+    if step in timers:
+        timers = {s: t for s, t in timers.items() if s is not step}
+    return _fold_ok(instance, step, event, None, None, now, waiting, timers)
+
+
+def complete_step(
+    instance: Instance,
+    step: _StepT,
+    event: str,
+    updates: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    now: int,
+) -> Instance:
+    """Mark an active or waiting ``step`` completed with ``event``; activate nothing.
+
+    Its updates land in ``context.steps[step.step_key]``, its metadata in
+    ``runtime_metadata``, and an ``ExecutionEntry`` is appended.
+    """
+    if step not in instance.active_steps and step not in instance.waiting_steps:
+        raise NotWaiting(
+            f"instance {instance.id!r}: step {step.__qualname__} is neither active nor waiting"
+        )
+    _edge(instance.workflow.definition, step, event)
+    context, runtime, history = _complete(instance, step, event, updates, metadata, now)
+    timers = instance.timers
+    if step in timers:
+        timers = {s: t for s, t in timers.items() if s is not step}
+    return attrs.evolve(
+        instance,
+        context=context,
+        runtime_metadata=runtime,
+        execution_history=history,
+        active_steps=instance.active_steps - {step},
+        waiting_steps=instance.waiting_steps - {step},
+        completed_steps=instance.completed_steps | {step},
+        timers=timers,
+    )
+
+
+def activate_transitions(instance: Instance, step: _StepT, event: str) -> Applied:
+    """Send the tokens of a completed ``step`` that returned ``event``; the status is unchanged."""
+    d = instance.workflow.definition
+    edge = _edge(d, step, event)
+    targets, activated, active, configs, joins = _activate(
+        d, instance, step, edge, instance.context, instance.active_steps
+    )
+    new = attrs.evolve(
+        instance,
+        current_step=activated[-1] if activated else instance.current_step,
+        step_configs=configs,
+        active_steps=active,
+        pending_joins=joins,
+    )
+    return Applied(new, targets, activated)
+
+
+def fail_step(instance: Instance, step: _StepT, kind: str, reason: object) -> Instance:
+    """The instance fails because of ``step``: nothing stays active, waiting or timed."""
+    return attrs.evolve(
+        instance,
+        status=Status.FAILED,
+        active_steps=_EMPTY,
+        waiting_steps=_EMPTY,
+        timers={},
+        error=Failure(step, kind, reason),
+    )
+
+
+def cancel(instance: Instance) -> Instance:
+    """The instance is cancelled: nothing stays active, waiting or timed."""
+    return attrs.evolve(
+        instance, status=Status.CANCELLED, active_steps=_EMPTY, waiting_steps=_EMPTY, timers={}
+    )
+
+
+def schedule_timer(instance: Instance, step: _StepT, due: int, event: str = "timeout") -> Instance:
+    """The waiting ``step`` resumes itself with ``event`` at ``due`` (wall-clock ns)."""
+    if step not in instance.waiting_steps or instance.terminal:
+        raise NotWaiting(
+            f"instance {instance.id!r} ({instance.status}) has no waiting step {step.__qualname__}"
+        )
+    declared = step.declared_events(instance.step_configs.get(step))
+    if event not in declared:
+        raise UndeclaredEvent(step.__qualname__, event, declared)
+    return attrs.evolve(instance, timers={**instance.timers, step: Timer(due, event)})

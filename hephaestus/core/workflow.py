@@ -1,0 +1,559 @@
+"""Workflows: a start step and transitions, checked and compiled when the class is created.
+
+A transition maps ``(step, event)`` to a target: a step class, ``(step,
+config)``, a list of those (a static fan-out), or ``Route(choose, targets)``
+(``choose(context)`` picks one of the targets, or a list of them, at run
+time). Every check of the design runs at class creation; a malformed workflow
+raises :class:`~hephaestus.exceptions.WorkflowDefinitionError` listing every
+problem. The compiled tables (edges, successors, predecessors, join counts)
+are what the engine reads: nothing is resolved by scanning at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, TypeAlias
+
+import attrs
+
+from hephaestus.exceptions import WorkflowDefinitionError
+
+from .instance import Context
+from .step import Config, Retry, Step
+
+__all__ = [
+    "Definition",
+    "Edge",
+    "Graph",
+    "GraphEdge",
+    "Route",
+    "Target",
+    "Unique",
+    "Workflow",
+]
+
+StepSpec: TypeAlias = type[Step] | tuple[type[Step], Config]
+Chooser: TypeAlias = Callable[[Context], type[Step] | Sequence[type[Step]]]
+
+
+@attrs.frozen
+class Route:
+    """A run-time choice: ``choose(context)`` returns one of ``targets`` (or a list of them).
+
+    ``targets`` names every step the route may choose, each a step class or
+    ``(step, config)``; the steps it does not choose are ruled out, so joins
+    downstream do not wait for them.
+    """
+
+    choose: Chooser
+    targets: Sequence[StepSpec] = attrs.field(converter=tuple)
+
+
+Target: TypeAlias = StepSpec | list[StepSpec] | Route
+"""What a transition leads to."""
+
+UniqueScope: TypeAlias = Literal["workflow", "version", "global", "none"]
+
+
+@attrs.frozen
+class Unique:
+    """A business key: instance ids become ``f"{key}::{value}"``.
+
+    ``scope`` says among which instances an active id must be unique:
+    ``"workflow"`` (this workflow), ``"version"`` (this workflow version),
+    ``"global"`` (all workflows), or ``"none"`` (a random suffix makes every
+    id unique).
+    """
+
+    key: str
+    scope: UniqueScope = "workflow"
+
+
+@attrs.frozen
+class Edge:
+    """One compiled transition ``(source, event)``.
+
+    ``targets`` are the steps it leads to (for a route: every step the route
+    may choose); ``configs`` their configs; ``dead`` the successors of the
+    source that this edge rules out (static edges only; a route computes it
+    when it chooses).
+    """
+
+    targets: tuple[type[Step], ...]
+    configs: Mapping[type[Step], Config]
+    route: Route | None
+    dead: tuple[type[Step], ...]
+
+
+@attrs.frozen
+class GraphEdge:
+    """An edge of the graph: ``source --event--> target``; ``routed`` when a route decides."""
+
+    source: type[Step]
+    event: str
+    target: type[Step]
+    config: Config
+    routed: bool
+
+
+@attrs.frozen
+class Graph:
+    """A workflow's graph: its start, its steps in definition order, and its edges."""
+
+    start: type[Step]
+    steps: tuple[type[Step], ...]
+    edges: tuple[GraphEdge, ...]
+
+
+@attrs.frozen
+class Definition:
+    """A workflow compiled at class creation; the engine reads only this."""
+
+    name: str
+    start: type[Step]
+    start_config: Config
+    steps: tuple[type[Step], ...]
+    edges: Mapping[type[Step], Mapping[str, Edge]]
+    successors: Mapping[type[Step], tuple[type[Step], ...]]
+    predecessors: Mapping[type[Step], frozenset[type[Step]]]
+    join_counts: Mapping[type[Step], int]
+    events: Mapping[type[Step], tuple[str, ...]]
+    by_key: Mapping[str, type[Step]]
+    order: Mapping[type[Step], int]
+
+
+class Workflow:
+    """Base class of every workflow.
+
+    Subclasses set ``start`` (a step class or ``(step, config)``) and
+    ``transitions`` (``{Step: {event: target}}``); optionally ``version``
+    (an int >= 1, default 1) and ``unique`` (a :class:`Unique`). A subclass
+    that sets neither ``start`` nor ``transitions`` is abstract: it is not
+    checked and cannot run.
+    """
+
+    start: ClassVar[StepSpec]
+    transitions: ClassVar[Mapping[type[Step], Mapping[str, Target]]]
+    version: ClassVar[int] = 1
+    unique: ClassVar[Unique | None] = None
+    definition: ClassVar[Definition]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not hasattr(cls, "start") and not hasattr(cls, "transitions"):
+            return
+        cls.definition = _compile(cls)
+
+    @classmethod
+    def graph(cls) -> Graph:
+        """The workflow's graph: start, steps and edges (routes marked)."""
+        d = cls.definition
+        edges = [
+            GraphEdge(source, event, target, edge.configs.get(target), edge.route is not None)
+            for source, by_event in d.edges.items()
+            for event, edge in by_event.items()
+            for target in edge.targets
+        ]
+        return Graph(d.start, d.steps, tuple(edges))
+
+    @classmethod
+    def mermaid(cls) -> str:
+        """The graph as a Mermaid flowchart (dotted arrows for routes, a circle for Done)."""
+        graph = cls.graph()
+        lines = ["flowchart TD"]
+        for step in graph.steps:
+            shape = (
+                f'(("{step.__qualname__}"))' if step.ends_workflow else f'["{step.__qualname__}"]'
+            )
+            lines.append(f"    {step.step_key}{shape}")
+        for e in graph.edges:
+            arrow = "-.->" if e.routed else "-->"
+            lines.append(f"    {e.source.step_key} {arrow}|{e.event}| {e.target.step_key}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def predecessors(cls) -> Mapping[type[Step], frozenset[type[Step]]]:
+        """For each step, the steps with an edge (static or routed) leading to it."""
+        return cls.definition.predecessors
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _is_step(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, Step) and value is not Step
+
+
+def _name(value: object) -> str:
+    if isinstance(value, type):
+        return value.__qualname__
+    return repr(value)
+
+
+class _Checker:
+    """Collects every problem of one workflow class, then compiles it if there are none."""
+
+    def __init__(self, workflow: type[Workflow]) -> None:
+        self.workflow = workflow
+        self.wf = workflow.__qualname__
+        self.problems: list[str] = []
+        self.configs: dict[type[Step], list[Config]] = {}
+        self.order: dict[type[Step], int] = {}
+        self.mentioned: set[tuple[type[Step], str]] = set()  # (step, event) pairs written
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def note(self, step: type[Step], config: Config) -> None:
+        self.order.setdefault(step, len(self.order))
+        self.configs.setdefault(step, []).append(config)
+
+    def spec(self, value: object, where: str) -> tuple[type[Step], Config] | None:
+        """A step class or ``(step, config)``; anything else is a problem."""
+        if _is_step(value):
+            return value, None  # type: ignore[return-value]
+        if isinstance(value, tuple) and len(value) == 2 and _is_step(value[0]):
+            config = value[1]
+            if config is not None and not isinstance(config, Mapping):
+                self.problem(
+                    f"{where}: the config of {_name(value[0])} must be a dict or None, "
+                    f"got: {config!r}"
+                )
+                return None
+            return value[0], config
+        self.problem(f"{where} must be a Step subclass or (Step, config), got: {value!r}")
+        return None
+
+    def target(self, value: object, where: str) -> Edge | None:
+        """A compiled edge (without ``dead``, filled in later) or None with a problem noted."""
+        route: Route | None = None
+        if isinstance(value, Route):
+            route = value
+            if not callable(value.choose):
+                self.problem(f"{where}: Route.choose must be callable, got: {value.choose!r}")
+            raw: Sequence[object] = value.targets
+            if not raw:
+                self.problem(f"{where}: a Route must name the steps it may choose, got none")
+                return None
+        elif isinstance(value, list):
+            raw = value
+            if not raw:
+                self.problem(f"{where}: a fan-out list must name at least one step, got []")
+                return None
+        elif _is_step(value) or isinstance(value, tuple):
+            raw = [value]
+        else:
+            self.problem(
+                f"{where} must be a Step subclass, (Step, config), a list of them or a Route, "
+                f"got: {value!r}"
+            )
+            return None
+        targets: list[type[Step]] = []
+        configs: dict[type[Step], Config] = {}
+        for item in raw:
+            spec = self.spec(item, where)
+            if spec is None:
+                continue
+            step, config = spec
+            if step in configs:
+                self.problem(f"{where}: step {step.__qualname__} is named twice")
+                continue
+            targets.append(step)
+            configs[step] = config
+        if len(targets) != len(raw):
+            return None
+        return Edge(tuple(targets), configs, route, ())
+
+    def step(self, step: type[Step]) -> None:
+        """The class-level declarations of one step."""
+        where = f"{self.wf}: step {step.__qualname__}"
+        events = getattr(step, "events", None)
+        if (
+            not isinstance(events, tuple)
+            or not events
+            or not all(isinstance(e, str) and e for e in events)
+        ):
+            self.problem(f"{where}: events must be a non-empty tuple of strings, got: {events!r}")
+        elif len(set(events)) != len(events):
+            self.problem(f"{where}: events must not repeat, got: {events!r}")
+        key = getattr(step, "step_key", None)
+        if not isinstance(key, str) or not key:
+            self.problem(f"{where}: step_key must be a non-empty string, got: {key!r}")
+        if step.execute is Step.execute:
+            self.problem(f"{where}: execute is not defined")
+        if step.retry is not None and not isinstance(step.retry, Retry):
+            self.problem(f"{where}: retry must be a Retry or None, got: {step.retry!r}")
+        timeout = step.timeout
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            self.problem(f"{where}: timeout must be a number of seconds > 0, got: {timeout!r}")
+        if not isinstance(step.blocking, bool):
+            self.problem(f"{where}: blocking must be a bool, got: {step.blocking!r}")
+
+    def declared(self, step: type[Step]) -> tuple[str, ...]:
+        """The events ``step`` may return in this workflow: the union over its configs."""
+        seen: dict[str, None] = {}
+        for config in self.configs.get(step, [None]):
+            try:
+                step.check_config(config)
+            except Exception as exc:  # a user hook: report it as a problem, never raise it
+                self.problem(
+                    f"{self.wf}: step {step.__qualname__} cannot run with config {config!r}: {exc}"
+                )
+            try:
+                events = step.declared_events(config)
+            except Exception as exc:
+                self.problem(
+                    f"{self.wf}: {step.__qualname__}.declared_events({config!r}) raised {exc!r}"
+                )
+                continue
+            if not isinstance(events, tuple) or not all(isinstance(e, str) for e in events):
+                # Already reported by step() when it is the class attribute itself.
+                continue
+            seen.update(dict.fromkeys(events))
+        return tuple(seen)
+
+
+def _compile(workflow: type[Workflow]) -> Definition:
+    c = _Checker(workflow)
+    wf = c.wf
+
+    # -- shape: start, transitions, version, unique
+    start_spec = None
+    if not hasattr(workflow, "start"):
+        c.problem(f"{wf}.start is missing: set it to the first step")
+    else:
+        start_spec = c.spec(workflow.start, f"{wf}.start")
+    if start_spec is not None:
+        c.note(*start_spec)
+    version = workflow.version
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        c.problem(f"{wf}.version must be an int >= 1, got: {version!r}")
+    unique = workflow.unique
+    if unique is not None:
+        _check_unique(c, unique)
+
+    raw = getattr(workflow, "transitions", {})
+    edges: dict[type[Step], dict[str, Edge]] = {}
+    if not isinstance(raw, Mapping):
+        c.problem(f"{wf}.transitions must be a dict of Step -> {{event: target}}, got: {raw!r}")
+        raw = {}
+    for source, by_event in raw.items():
+        if not _is_step(source):
+            c.problem(f"{wf}.transitions: every key must be a Step subclass, got: {source!r}")
+            continue
+        where = f"{wf}.transitions[{source.__qualname__}]"
+        c.order.setdefault(source, len(c.order))
+        if not isinstance(by_event, Mapping):
+            c.problem(f"{where} must be a dict of event -> target, got: {by_event!r}")
+            continue
+        compiled: dict[str, Edge] = {}
+        for event, target in by_event.items():
+            if not isinstance(event, str) or not event:
+                c.problem(f"{where}: every event must be a non-empty string, got: {event!r}")
+                continue
+            c.mentioned.add((source, event))
+            edge = c.target(target, f"{where}[{event!r}]")
+            if edge is None:
+                continue
+            for step in edge.targets:
+                c.note(step, edge.configs[step])
+            compiled[event] = edge
+        edges[source] = compiled
+
+    steps = tuple(sorted(c.order, key=c.order.__getitem__))
+    for step in steps:
+        c.step(step)
+
+    successors: dict[type[Step], tuple[type[Step], ...]] = {}
+    for step in steps:
+        seen: dict[type[Step], None] = {}
+        for edge in edges.get(step, {}).values():
+            seen.update(dict.fromkeys(edge.targets))
+        successors[step] = tuple(seen)
+    predecessors: dict[type[Step], set[type[Step]]] = {step: set() for step in steps}
+    for step, nexts in successors.items():
+        for nxt in nexts:
+            predecessors[nxt].add(step)
+
+    start = start_spec[0] if start_spec is not None else None
+    _check_graph(c, start, steps, edges, successors)
+
+    events: dict[type[Step], tuple[str, ...]] = {}
+    for step in steps:
+        events[step] = c.declared(step)
+        _check_events(c, step, events[step], edges)
+
+    by_key: dict[str, type[Step]] = {}
+    for step in steps:
+        key = getattr(step, "step_key", None)
+        if not isinstance(key, str):
+            continue
+        if key in by_key:
+            c.problem(
+                f"{wf}: steps {by_key[key].__qualname__} and {step.__qualname__} "
+                f"share the step key {key!r}; set step_key on one of them"
+            )
+        else:
+            by_key[key] = step
+
+    if c.problems or start_spec is None or start is None:
+        raise WorkflowDefinitionError(wf, c.problems or [f"{wf}.start is missing"])
+
+    final_edges = {
+        source: {
+            event: attrs.evolve(
+                edge,
+                dead=()
+                if edge.route is not None
+                else tuple(s for s in successors[source] if s not in edge.configs),
+            )
+            for event, edge in by_event.items()
+        }
+        for source, by_event in edges.items()
+    }
+    return Definition(
+        name=wf,
+        start=start,
+        start_config=start_spec[1],
+        steps=steps,
+        edges=final_edges,
+        successors=successors,
+        predecessors={step: frozenset(preds) for step, preds in predecessors.items()},
+        join_counts={step: len(preds) for step, preds in predecessors.items() if len(preds) > 1},
+        events=events,
+        by_key=by_key,
+        order={step: i for i, step in enumerate(steps)},
+    )
+
+
+def _check_unique(c: _Checker, unique: object) -> None:
+    if not isinstance(unique, Unique):
+        c.problem(f"{c.wf}.unique must be a Unique or None, got: {unique!r}")
+        return
+    key = unique.key
+    if (
+        not isinstance(key, str)
+        or not key
+        or not key.replace("_", "").isalnum()
+        or key != key.lower()
+    ):
+        c.problem(f"{c.wf}.unique.key must be lowercase letters, digits or '_', got: {key!r}")
+    if unique.scope not in ("workflow", "version", "global", "none"):
+        c.problem(
+            f"{c.wf}.unique.scope must be 'workflow', 'version', 'global' or 'none', "
+            f"got: {unique.scope!r}"
+        )
+
+
+def _check_graph(
+    c: _Checker,
+    start: type[Step] | None,
+    steps: tuple[type[Step], ...],
+    edges: Mapping[type[Step], Mapping[str, Edge]],
+    successors: Mapping[type[Step], tuple[type[Step], ...]],
+) -> None:
+    """Rules 1 to 4: acyclic, reachable from start, leaves are Done, fan-outs converge."""
+    wf = c.wf
+    # 1. acyclic: an iterative depth-first search reporting each cycle once.
+    state: dict[type[Step], int] = {}  # 1: on the current path, 2: finished
+    reported: set[frozenset[type[Step]]] = set()
+    for root in steps:
+        if root in state:
+            continue
+        path: list[type[Step]] = [root]
+        state[root] = 1
+        stack = [iter(successors[root])]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                state[path.pop()] = 2
+                continue
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    c.problem(f"{wf}: cycle {' -> '.join(s.__qualname__ for s in cycle)}")
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(successors[nxt]))
+
+    # 2. reachable from start
+    if start is not None:
+        reachable = _descendants(start, successors)
+        for step in steps:
+            if step not in reachable:
+                c.problem(
+                    f"{wf}: step {step.__qualname__} is unreachable from start step "
+                    f"{start.__qualname__}"
+                )
+
+    # 3. every leaf is Done, and Done is a leaf
+    for step in steps:
+        if getattr(step, "ends_workflow", False):
+            if edges.get(step):
+                c.problem(
+                    f"{wf}: step {step.__qualname__} ends the workflow (Done) but has transitions"
+                )
+        elif step not in edges:
+            c.problem(
+                f"{wf}: step {step.__qualname__} is a leaf but not Done: "
+                f"give it transitions that lead to Done"
+            )
+
+    # 4. the branches of a static fan-out converge before Done
+    if reported:
+        return  # descendants are meaningless in a cyclic graph
+    for source, by_event in edges.items():
+        for event, edge in by_event.items():
+            if edge.route is not None or len(edge.targets) < 2:
+                continue
+            common: set[type[Step]] | None = None
+            for branch in edge.targets:
+                below = {s for s in _descendants(branch, successors) if not s.ends_workflow}
+                common = below if common is None else common & below
+            if not common:
+                names = ", ".join(s.__qualname__ for s in edge.targets)
+                c.problem(
+                    f"{wf}: the fan-out of {source.__qualname__} on {event!r} ({names}) "
+                    f"never converges on a common step before Done"
+                )
+
+
+def _descendants(
+    root: type[Step], successors: Mapping[type[Step], tuple[type[Step], ...]]
+) -> set[type[Step]]:
+    seen = {root}
+    todo = [root]
+    while todo:
+        for nxt in successors.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _check_events(
+    c: _Checker,
+    step: type[Step],
+    declared: Iterable[str],
+    edges: Mapping[type[Step], Mapping[str, Edge]],
+) -> None:
+    """Rule 6: every declared event has a transition; every transition's event is declared."""
+    by_event = edges.get(step)
+    if by_event is None:  # a leaf: rule 3 speaks for it
+        return
+    declared = tuple(declared)
+    where = f"{c.wf}.transitions[{step.__qualname__}]"
+    for event in declared:
+        if (step, event) not in c.mentioned:
+            c.problem(f"{where}: event {event!r} declared by {step.__qualname__} has no transition")
+    for event in by_event:
+        if event not in declared:
+            shown = ", ".join(repr(e) for e in declared)
+            c.problem(
+                f"{where}: event {event!r} is not declared in {step.__qualname__}.events ({shown})"
+            )

@@ -1,0 +1,130 @@
+"""The built-in steps every workflow may use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import structlog
+
+from hephaestus.core.instance import Context, Instance
+from hephaestus.core.step import Async, Config, Ok, Step
+
+__all__ = ["Debug", "Done", "Wait", "WaitForEvent"]
+
+_UNITS: Mapping[str, float] = {
+    "millisecond": 0.001,
+    "second": 1.0,
+    "minute": 60.0,
+    "hour": 3600.0,
+    "day": 86400.0,
+}
+
+
+class Done(Step):
+    """The end of every path: a workflow completes when ``Done`` has run."""
+
+    events = ("done",)
+    ends_workflow: ClassVar[bool] = True
+
+    def execute(self, instance: Instance, config: Config, context: Context) -> Ok:
+        return Ok("done")
+
+
+class Wait(Step):
+    """Parks the instance for a while, then resumes itself with ``"timeout"``.
+
+    Config: ``{"duration": 2, "unit": "second"}`` (units: millisecond, second,
+    minute, hour, day; plural forms too) or ``{"seconds": 2.5}``.
+    """
+
+    events = ("timeout",)
+
+    def execute(self, instance: Instance, config: Config, context: Context) -> Async:
+        return Async()
+
+    @classmethod
+    def delay(cls, config: Config) -> float:
+        """The wait in seconds; raises ValueError for a missing or malformed config."""
+        if not config:
+            raise ValueError(
+                "Wait needs a config: {'duration': n, 'unit': 'second'} or {'seconds': n}"
+            )
+        if "seconds" in config:
+            seconds = config["seconds"]
+        else:
+            duration = config.get("duration")
+            unit = str(config.get("unit", "second")).removesuffix("s")
+            if unit not in _UNITS:
+                raise ValueError(
+                    f"Wait unit must be one of {', '.join(_UNITS)}, got: {config.get('unit')!r}"
+                )
+            if isinstance(duration, bool) or not isinstance(duration, int | float):
+                raise ValueError(f"Wait duration must be a number, got: {duration!r}")
+            seconds = duration * _UNITS[unit]
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError(f"Wait must last a number of seconds >= 0, got: {seconds!r}")
+        return float(seconds)
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        cls.delay(config)
+
+    @classmethod
+    def timer(cls, config: Config) -> float:
+        return cls.delay(config)
+
+
+class WaitForEvent(Step):
+    """Parks the instance until a resume gives ``"received"``.
+
+    With ``{"timeout": seconds}`` it also declares ``"timeout"``, and resumes
+    itself with it when nothing arrived in time.
+    """
+
+    events = ("received", "timeout")
+
+    def execute(self, instance: Instance, config: Config, context: Context) -> Async:
+        return Async()
+
+    @classmethod
+    def declared_events(cls, config: Config) -> tuple[str, ...]:
+        if config and config.get("timeout") is not None:
+            return ("received", "timeout")
+        return ("received",)
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        cls.timer(config)
+
+    @classmethod
+    def timer(cls, config: Config) -> float | None:
+        if not config or config.get("timeout") is None:
+            return None
+        timeout = config["timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise ValueError(
+                f"WaitForEvent timeout must be a number of seconds >= 0, got: {timeout!r}"
+            )
+        return float(timeout)
+
+
+class Debug(Step):
+    """Logs the context and the execution history at debug level, then completes."""
+
+    events = ("completed",)
+
+    def execute(self, instance: Instance, config: Config, context: Context) -> Ok:
+        history: list[dict[str, Any]] = [
+            {"step": e.step.__qualname__, "event": e.event, "timestamp": e.timestamp}
+            for e in instance.execution_history
+        ]
+        structlog.get_logger("hephaestus.steps").debug(
+            f"[{instance.id}] Debug",
+            instance_id=instance.id,
+            workflow=instance.workflow.__qualname__,
+            initial=dict(context.initial),
+            steps={k: dict(v) for k, v in context.steps.items()},
+            history=history,
+        )
+        return Ok("completed")
