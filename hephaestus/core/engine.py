@@ -42,6 +42,7 @@ __all__ = [
     "apply_result",
     "cancel",
     "check_completion",
+    "check_result",
     "complete_step",
     "fail_step",
     "resume_step",
@@ -122,7 +123,8 @@ def _edge(d: Definition, step: _StepT, event: object) -> Edge | None:
     """The edge ``(step, event)``: None for a step that ends the workflow; raise if undeclared."""
     by_event = d.edges.get(step)
     if by_event is not None:
-        edge: Edge | None = by_event.get(event)  # type: ignore[call-overload]
+        # A non-string event (perhaps unhashable: a list) is simply not declared.
+        edge = by_event.get(event) if isinstance(event, str) else None
         if edge is not None:
             return edge
     elif event in d.events.get(step, ()):
@@ -163,7 +165,13 @@ def _route(edge: Edge, step: _StepT, context: Context) -> tuple[_StepT, ...]:
     route = edge.route
     assert route is not None
     chosen = route.choose(context)
-    picked = (chosen,) if isinstance(chosen, type) else tuple(dict.fromkeys(chosen))
+    try:
+        picked = (chosen,) if isinstance(chosen, type) else tuple(dict.fromkeys(chosen))
+    except TypeError:  # None, a number, a list holding a dict: not a step nor a list of steps
+        raise RouteError(
+            f"the route after {step.__qualname__} chose {chosen!r}, "
+            "which is not a step or a list of steps"
+        ) from None
     if not picked:
         raise RouteError(f"the route after {step.__qualname__} chose no step")
     for target in picked:
@@ -277,6 +285,27 @@ def _fold_ok(
         targets,
         activated,
     )
+
+
+def check_result(instance: Instance, step: _StepT, result: object) -> None:
+    """Raise if ``result`` cannot be folded: not a result, an undeclared event, non-dict updates.
+
+    Runners call it right after ``execute`` to tell a step that succeeded from
+    one that returned something wrong; ``apply_result`` checks the same.
+    """
+    kind = type(result)
+    if kind is Ok:
+        ok: Ok = result  # type: ignore[assignment]
+        _edge(instance.workflow.definition, step, ok.event)
+        for name, value in (("updates", ok.updates), ("metadata", ok.metadata)):
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidStepResult(
+                    f"step {step.__qualname__} returned {name} that are not a dict: {value!r}"
+                )
+    elif kind is not Async and kind is not Error:
+        raise InvalidStepResult(
+            f"step {step.__qualname__} returned {result!r}, which is not Ok, Async or Error"
+        )
 
 
 def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) -> Applied:

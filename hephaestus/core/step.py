@@ -129,7 +129,11 @@ class Retry:
     jitter: float = 0.1
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+        if (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or self.max_attempts < 1
+        ):
             raise ValueError(f"Retry.max_attempts must be an int >= 1, got: {self.max_attempts!r}")
         if self.backoff not in ("exponential", "linear", "constant"):
             raise ValueError(
@@ -138,7 +142,7 @@ class Retry:
             )
         for name in ("base", "max_backoff", "jitter"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"Retry.{name} must be a number >= 0, got: {value!r}")
 
     def delay(self, attempt: int, draw: float = 0.0) -> float:

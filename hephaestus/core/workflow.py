@@ -138,11 +138,46 @@ class Workflow:
     unique: ClassVar[Unique | None] = None
     definition: ClassVar[Definition]
 
+    versions: ClassVar[Mapping[int, type[Workflow]]] = {}
+    current_version: ClassVar[int | None] = None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "versions" in cls.__dict__:
+            _check_versions(cls)
+            return
         if not hasattr(cls, "start") and not hasattr(cls, "transitions"):
             return
         cls.definition = _compile(cls)
+
+    @classmethod
+    def resolve(cls, version: int | None = None) -> type[Workflow]:
+        """The concrete workflow to run for ``version``.
+
+        A workflow family (a class with ``versions = {1: FlowV1, 2: FlowV2}``)
+        gives the class of that version, or of ``current_version`` (default:
+        the highest) when ``version`` is None. A plain workflow is its own
+        only version. Raises ``ValueError`` for a version that does not exist.
+        """
+        versions = cls.__dict__.get("versions")
+        if versions:
+            wanted = version if version is not None else cls.current_version or max(versions)
+            if wanted not in versions:
+                raise ValueError(
+                    f"{cls.__qualname__} has no version {wanted!r}; it has {sorted(versions)}"
+                )
+            found: type[Workflow] = versions[wanted]
+            return found
+        if "definition" not in cls.__dict__:
+            raise WorkflowDefinitionError(
+                cls.__qualname__, [f"{cls.__qualname__} is abstract: it sets no start step"]
+            )
+        if version is not None and version != cls.version:
+            raise ValueError(
+                f"{cls.__qualname__} is version {cls.version}, not {version!r}; "
+                f"declare the versions of a workflow family with versions = {{n: Workflow}}"
+            )
+        return cls
 
     @classmethod
     def graph(cls) -> Graph:
@@ -200,6 +235,7 @@ class _Checker:
         self.configs: dict[type[Step], list[Config]] = {}
         self.order: dict[type[Step], int] = {}
         self.mentioned: set[tuple[type[Step], str]] = set()  # (step, event) pairs written
+        self.bad_events: set[type[Step]] = set()  # steps whose events are already reported
 
     def problem(self, message: str) -> None:
         self.problems.append(message)
@@ -274,6 +310,7 @@ class _Checker:
             or not all(isinstance(e, str) and e for e in events)
         ):
             self.problem(f"{where}: events must be a non-empty tuple of strings, got: {events!r}")
+            self.bad_events.add(step)
         elif len(set(events)) != len(events):
             self.problem(f"{where}: events must not repeat, got: {events!r}")
         key = getattr(step, "step_key", None)
@@ -301,6 +338,8 @@ class _Checker:
                 self.problem(
                     f"{self.wf}: step {step.__qualname__} cannot run with config {config!r}: {exc}"
                 )
+            if step in self.bad_events:
+                continue  # its events are reported once, by step(); nothing to derive from them
             try:
                 events = step.declared_events(config)
             except Exception as exc:
@@ -309,7 +348,10 @@ class _Checker:
                 )
                 continue
             if not isinstance(events, tuple) or not all(isinstance(e, str) for e in events):
-                # Already reported by step() when it is the class attribute itself.
+                self.problem(
+                    f"{self.wf}: {step.__qualname__}.declared_events({config!r}) must return "
+                    f"a tuple of strings, got: {events!r}"
+                )
                 continue
             seen.update(dict.fromkeys(events))
         return tuple(seen)
@@ -383,7 +425,8 @@ def _compile(workflow: type[Workflow]) -> Definition:
     events: dict[type[Step], tuple[str, ...]] = {}
     for step in steps:
         events[step] = c.declared(step)
-        _check_events(c, step, events[step], edges)
+        if step not in c.bad_events:
+            _check_events(c, step, events[step], edges)
 
     by_key: dict[str, type[Step]] = {}
     for step in steps:
@@ -426,6 +469,35 @@ def _compile(workflow: type[Workflow]) -> Definition:
         by_key=by_key,
         order={step: i for i, step in enumerate(steps)},
     )
+
+
+def _check_versions(family: type[Workflow]) -> None:
+    """A workflow family: ``versions`` maps each version number to a workflow of that version."""
+    name = family.__qualname__
+    problems = []
+    versions = family.__dict__["versions"]
+    if not isinstance(versions, Mapping) or not versions:
+        problems.append(f"{name}.versions must be a non-empty dict of int -> Workflow")
+    else:
+        for number, workflow in versions.items():
+            if not (
+                isinstance(workflow, type)
+                and issubclass(workflow, Workflow)
+                and "definition" in workflow.__dict__
+            ):
+                problems.append(
+                    f"{name}.versions[{number!r}] must be a concrete Workflow, got: {workflow!r}"
+                )
+            elif workflow.version != number:
+                problems.append(
+                    f"{name}.versions[{number!r}] is {workflow.__qualname__}, "
+                    f"whose version is {workflow.version}"
+                )
+        current = family.current_version
+        if current is not None and current not in versions:
+            problems.append(f"{name}.current_version {current!r} is not one of its versions")
+    if problems:
+        raise WorkflowDefinitionError(name, problems)
 
 
 def _check_unique(c: _Checker, unique: object) -> None:

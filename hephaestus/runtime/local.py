@@ -1,0 +1,704 @@
+"""``LocalRunner``: runs workflows in this process, on asyncio, with anyio task groups.
+
+One driver task per instance runs the advance loop: advance, execute the
+active steps (a batch of one inline in the driver; several concurrently in a
+task group), fold their results in sorted order, persist, repeat; park while
+waiting; stop when terminal. Resumes and timers change the instance directly
+(the event loop is single-threaded, so a change never interleaves with
+another) and wake a parked driver.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import os
+import random
+import time
+import traceback
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import structlog
+
+from hephaestus import telemetry as emit
+from hephaestus.core import engine
+from hephaestus.core.instance import Context, Instance, Status
+from hephaestus.core.step import Error, Ok, Result, Step
+from hephaestus.core.workflow import Workflow
+from hephaestus.exceptions import (
+    AlreadyRunning,
+    AmbiguousResume,
+    HephaestusError,
+    InstanceNotFound,
+    NotWaiting,
+)
+from hephaestus.runtime.ids import instance_id as make_instance_id
+from hephaestus.runtime.storage.base import Storage
+from hephaestus.runtime.storage.memory import MemoryStorage
+from hephaestus.runtime.timers import TimerQueue
+from hephaestus.telemetry import _registry, names
+
+__all__ = ["LocalRunner"]
+
+_logger = structlog.get_logger("hephaestus.runner")
+
+_RUNNING: Final = Status.RUNNING
+_PENDING: Final = Status.PENDING
+_WAITING: Final = Status.WAITING
+_ACTIVE_STATUSES: Final = (Status.PENDING, Status.RUNNING, Status.WAITING)
+
+# Who listens, read through the registry's slots: slot[0] is () when nobody does,
+# so the hot path tests one list item before it builds any metadata.
+_advance_slot = _registry._slot(names.ENGINE_ADVANCE)
+_start_slot = _registry._slot(names.STEP_START)
+_stop_slot = _registry._slot(names.STEP_STOP)
+_transition_slot = _registry._slot(names.WORKFLOW_TRANSITION)
+
+
+class _Failed:
+    """A step attempt that failed: why, and whether it may be retried."""
+
+    __slots__ = ("kind", "reason", "stacktrace")
+
+    def __init__(self, kind: str, reason: object, stacktrace: list[Any] | None) -> None:
+        self.kind = kind
+        self.reason = reason
+        self.stacktrace = stacktrace
+
+
+class _Run:
+    """What the runner keeps in memory for one active instance."""
+
+    __slots__ = (
+        "advances",
+        "completed_since",
+        "done",
+        "instance",
+        "parked_at",
+        "persisted",
+        "scope",
+        "wake",
+    )
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.persisted: Instance | None = None
+        self.advances = 0
+        self.completed_since = 0
+        self.done: anyio.Event | None = None
+        self.wake: anyio.Event | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.parked_at: dict[type[Step], int] = {}
+
+
+def _frames(exc: BaseException) -> list[Any]:
+    return list(traceback.extract_tb(exc.__traceback__))
+
+
+class LocalRunner:
+    """Runs workflow instances in this process.
+
+    ``storage`` defaults to a fresh :class:`MemoryStorage`; ``name`` names the
+    runner in telemetry; ``max_concurrency`` caps how many steps execute at
+    once across all instances (None: no cap). Use it as an async context
+    manager: entering recovers the storage's unfinished instances, leaving
+    stops every driver (in-flight steps are cancelled; the state persisted
+    after the last completed step stays, and a later runner on the same
+    storage runs those steps again).
+    """
+
+    def __init__(
+        self,
+        storage: Storage | None = None,
+        *,
+        name: str | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1 or None, got: {max_concurrency!r}")
+        self.storage: Storage = storage if storage is not None else MemoryStorage()
+        self.name = name if name is not None else f"local-{os.getpid()}-{id(self):x}"
+        self._max_concurrency = max_concurrency
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._runs: dict[str, _Run] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._timers = TimerQueue(self._fire_timer)
+        self._is_async: dict[type[Step], bool] = {}
+
+    def __repr__(self) -> str:
+        return f"LocalRunner(name={self.name!r}, storage={self.storage!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> LocalRunner:
+        if self._tg is not None:
+            raise RuntimeError(f"{self!r} is already running")
+        if self._max_concurrency is not None:
+            self._limiter = anyio.CapacityLimiter(self._max_concurrency)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            emit.runner_init(
+                {
+                    "name": self.name,
+                    "runner": type(self),
+                    "storage": type(self.storage),
+                    "pid": os.getpid(),
+                }
+            )
+            tg.start_soon(self._timers.run)
+            await self._recover()
+        except BaseException as exc:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            self._tg = None
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        assert tg is not None
+        tg.cancel_scope.cancel()
+        try:
+            return await tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = None
+            self._runs.clear()
+            self._timers = TimerQueue(self._fire_timer)
+
+    async def _recover(self) -> None:
+        """Drive every unfinished instance of the storage; re-arm the timers of waiting ones."""
+        for instance in await self.storage.query(status_in=_ACTIVE_STATUSES):
+            if instance.id in self._runs:
+                continue
+            run = _Run(instance)
+            run.persisted = instance
+            self._runs[instance.id] = run
+            self._arm(instance)
+            self._spawn(run)
+
+    def _spawn(self, run: _Run) -> None:
+        tg = self._tg
+        if tg is None:
+            raise RuntimeError(
+                "the runner is not running: use `async with LocalRunner() as runner`"
+            )
+        tg.start_soon(self._drive, run)
+
+    # ------------------------------------------------------------------ public API
+
+    async def start(
+        self,
+        workflow: type[Workflow],
+        context: Mapping[str, Any],
+        *,
+        id: str | None = None,  # the documented keyword
+        version: int | None = None,
+        telemetry_metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Create an instance of ``workflow`` and start driving it; return its id."""
+        if self._tg is None:
+            raise RuntimeError(
+                "the runner is not running: use `async with LocalRunner() as runner`"
+            )
+        concrete = workflow.resolve(version)
+        if not isinstance(context, Mapping):
+            raise TypeError(f"the context must be a dict, got: {context!r}")
+        iid = make_instance_id(concrete, id)
+        if iid in self._runs:
+            raise AlreadyRunning(iid)
+        instance = Instance(
+            iid,
+            concrete,
+            concrete.version,
+            _PENDING,
+            Context(dict(context)),
+            telemetry_metadata=dict(telemetry_metadata or {}),
+            started_at=time.time_ns(),
+            started_monotonic=time.monotonic_ns(),
+        )
+        run = _Run(instance)
+        self._runs[iid] = run  # claimed before any await: a concurrent start sees it
+        try:
+            await self.storage.put(instance)
+        except BaseException:
+            del self._runs[iid]
+            raise
+        run.persisted = instance
+        emit.workflow_start(
+            instance,
+            {
+                "initial_step": concrete.definition.start,
+                "context_keys": list(instance.context.initial),
+                "runner": type(self),
+            },
+        )
+        self._spawn(run)
+        return iid
+
+    async def run(
+        self, workflow: type[Workflow], context: Mapping[str, Any], **options: Any
+    ) -> Instance:
+        """Start an instance and wait until it is completed, failed or cancelled."""
+        timeout = options.pop("timeout", None)
+        return await self.wait(await self.start(workflow, context, **options), timeout=timeout)
+
+    async def wait(self, instance_id: str, *, timeout: float | None = None) -> Instance:  # noqa: ASYNC109  # the documented API
+        """The instance once it has ended; ``TimeoutError`` after ``timeout`` seconds."""
+        run = self._runs.get(instance_id)
+        if run is None:
+            return await self.get(instance_id)
+        if run.done is None:
+            run.done = anyio.Event()
+        done = run.done
+        with anyio.fail_after(timeout):
+            await done.wait()
+        return run.instance
+
+    async def get(self, instance_id: str) -> Instance:
+        """The instance as it is now."""
+        run = self._runs.get(instance_id)
+        if run is not None:
+            return run.instance
+        instance = await self.storage.get(instance_id)
+        if instance is None:
+            raise InstanceNotFound(instance_id)
+        return instance
+
+    async def list(self, **filters: Any) -> builtins.list[Instance]:
+        """The stored instances matching the filters (``status``, ``workflow``, ...)."""
+        return await self.storage.query(**filters)
+
+    async def resume(
+        self, instance_id: str, event: str, *, step: type[Step] | str | None = None
+    ) -> None:
+        """Give a waiting step its event; refused with no change when it cannot apply."""
+        run = await self._active(instance_id)
+        instance = run.instance
+        target = self._waiting_step(instance, step)
+        applied = engine.resume_step(instance, target, event, now=time.time_ns())
+        self._resumed(run, target, event, applied, "external")
+        await self._persist(run)
+
+    async def schedule_resume(self, instance_id: str, step: type[Step] | str, delay: float) -> None:
+        """The waiting ``step`` resumes itself with ``"timeout"`` after ``delay`` seconds."""
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise ValueError(f"delay must be a number of seconds >= 0, got: {delay!r}")
+        run = await self._active(instance_id)
+        target = self._waiting_step(run.instance, step)
+        due = time.time_ns() + int(delay * 1_000_000_000)
+        run.instance = engine.schedule_timer(run.instance, target, due)
+        self._timers.arm(due, run, target, run.instance.timers[target])
+        await self._persist(run)
+
+    async def cancel(self, instance_id: str) -> Instance:
+        """Cancel the instance: in-flight steps and timers stop; it ends ``cancelled``.
+
+        Cancelling an instance that already ended returns it unchanged.
+        """
+        run = self._runs.get(instance_id)
+        if run is None:
+            return await self.get(instance_id)
+        run.instance = engine.cancel(run.instance)
+        if run.scope is not None:
+            run.scope.cancel()
+        await self._persist(run)
+        self._finish(run)
+        return run.instance
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _active(self, instance_id: str) -> _Run:
+        run = self._runs.get(instance_id)
+        if run is not None:
+            return run
+        stored = await self.storage.get(instance_id)
+        if stored is None:
+            raise InstanceNotFound(instance_id)
+        raise NotWaiting(f"instance {instance_id!r} is {stored.status}, not waiting")
+
+    @staticmethod
+    def _waiting_step(instance: Instance, step: type[Step] | str | None) -> type[Step]:
+        waiting = instance.waiting_steps
+        if step is None:
+            if not waiting:
+                raise NotWaiting(f"instance {instance.id!r} is {instance.status}, not waiting")
+            if len(waiting) > 1:
+                names_ = ", ".join(sorted(s.__qualname__ for s in waiting))
+                raise AmbiguousResume(
+                    f"instance {instance.id!r} has several waiting steps ({names_}): "
+                    f"say which with step="
+                )
+            return next(iter(waiting))
+        if isinstance(step, str):
+            found = instance.workflow.definition.by_key.get(step)
+            if found is None:
+                raise NotWaiting(
+                    f"instance {instance.id!r}: workflow {instance.workflow.__qualname__} "
+                    f"has no step with key {step!r}"
+                )
+            step = found
+        if step not in waiting:
+            raise NotWaiting(
+                f"instance {instance.id!r} ({instance.status}): step {step.__qualname__} "
+                f"is not waiting"
+            )
+        return step
+
+    async def _persist(self, run: _Run) -> None:
+        instance = run.instance
+        if instance is not run.persisted:
+            run.persisted = instance
+            await self.storage.put(instance)
+
+    def _finish(self, run: _Run) -> None:
+        """The instance ended: release waiters and forget the run."""
+        if self._runs.get(run.instance.id) is run:
+            del self._runs[run.instance.id]
+        if run.done is not None:
+            run.done.set()
+        if run.wake is not None:
+            run.wake.set()
+
+    def _arm(self, instance: Instance) -> None:
+        run = self._runs[instance.id]
+        for step, timer in instance.timers.items():
+            self._timers.arm(timer.due, run, step, timer)
+
+    def _fire_timer(self, run: _Run, step: type[Step], timer: object) -> None:
+        """A timer fell due: resume its step unless a resume (or cancel) came first."""
+        instance = run.instance
+        if instance.timers.get(step) is not timer or self._runs.get(instance.id) is not run:
+            return
+        event = instance.timers[step].event
+        applied = engine.resume_step(instance, step, event, now=time.time_ns())
+        self._resumed(run, step, event, applied, "timeout")
+
+    def _resumed(
+        self, run: _Run, step: type[Step], event: str, applied: engine.Applied, source: str
+    ) -> None:
+        """Record a resume: telemetry, then wake the parked driver (which persists)."""
+        before = run.instance
+        run.instance = applied.instance
+        run.completed_since += 1
+        parked = run.parked_at.pop(step, None)
+        if parked is not None:
+            wait_duration = time.monotonic_ns() - parked
+        else:  # parked by another process: since the step before it completed
+            history = before.execution_history
+            since = history[-1].timestamp if history else before.started_at
+            wait_duration = max(time.time_ns() - since, 0)
+        emit.step_resume(
+            before,
+            step,
+            {
+                "step_key": step.step_key,
+                "resume_event": event,
+                "source": source,
+                "wait_duration": wait_duration,
+            },
+        )
+        emit.workflow_transition(applied.instance, step, event, list(applied.activated), {})
+        if run.wake is not None:
+            run.wake.set()
+
+    # ------------------------------------------------------------------ the driver
+
+    async def _drive(self, run: _Run) -> None:
+        with anyio.CancelScope() as scope:
+            run.scope = scope
+            try:
+                await self._loop(run)
+            except Exception as exc:  # a bug or a storage failure: this instance fails alone
+                _logger.exception("driver failed", instance_id=run.instance.id)
+                await self._fail(run, None, "runner", exc, _frames(exc))
+
+    async def _loop(self, run: _Run) -> None:
+        storage = self.storage
+        while True:
+            instance = run.instance
+            status = instance.status
+            if status is _RUNNING or status is _PENDING:
+                run.advances += 1
+                t0 = time.monotonic_ns()
+                instance = engine.advance(instance)
+                if _advance_slot[0]:
+                    emit.engine_advance(
+                        instance,
+                        time.monotonic_ns() - t0,
+                        {
+                            "iteration": run.advances,
+                            "status_before": status,
+                            "status_after": instance.status,
+                            "active_steps_count": len(instance.active_steps),
+                            "completed_in_advance": run.completed_since,
+                        },
+                    )
+                run.completed_since = 0
+                run.instance = instance
+                if instance is not run.persisted:
+                    run.persisted = instance
+                    await storage.put(instance)
+                active = instance.active_steps
+                if len(active) == 1:
+                    for step in active:
+                        outcome = await self._execute(run, step, False, 1)
+                        await self._fold(run, step, outcome)
+                elif active:
+                    await self._batch(run, sorted(active, key=_qualname))
+            elif status is _WAITING:
+                wake = run.wake = anyio.Event()
+                await wake.wait()
+                run.wake = None
+                if run.instance is not run.persisted:
+                    run.persisted = run.instance
+                    await storage.put(run.instance)
+            else:
+                self._ended(run)
+                return
+
+    async def _batch(self, run: _Run, steps: builtins.list[type[Step]]) -> None:
+        """Run several active steps concurrently; fold their results in sorted order."""
+        count = len(steps)
+        outcomes: dict[type[Step], tuple[Result | _Failed, int]] = {}
+        async with anyio.create_task_group() as tg:
+
+            async def one(step: type[Step]) -> None:
+                outcomes[step] = outcome = await self._execute(run, step, True, count)
+                if type(outcome[0]) is _Failed:
+                    tg.cancel_scope.cancel()  # the instance fails: stop its other steps
+
+            for step in steps:
+                tg.start_soon(one, step)
+        failures = [s for s in steps if s in outcomes and type(outcomes[s][0]) is _Failed]
+        for step in steps:
+            if step in outcomes and step not in failures:
+                await self._fold(run, step, outcomes[step])
+        for step in failures:
+            await self._fold(run, step, outcomes[step])
+        if failures:
+            for step in steps:
+                if step not in outcomes:  # cancelled by the failure
+                    emit.step_exception(
+                        run.instance, step, 0, "cancelled", "another step failed", None,
+                        {"step_key": step.step_key},
+                    )  # fmt: skip
+
+    async def _execute(
+        self, run: _Run, step: type[Step], concurrent: bool, count: int
+    ) -> tuple[Result | _Failed, int]:
+        """Run ``step`` (with its retries and timeout); return its result and duration."""
+        attempt = 0
+        while True:
+            attempt += 1
+            instance = run.instance
+            if _start_slot[0]:
+                emit.step_start(
+                    instance,
+                    step,
+                    {
+                        "step_key": step.step_key,
+                        "concurrent": concurrent,
+                        "active_steps_count": count,
+                        "attempt": attempt,
+                    },
+                )
+            t0 = time.monotonic_ns()
+            try:
+                result = await self._call(step, instance)
+            except _StepTimeout as exc:
+                failure = _Failed("timeout", exc, None)
+            except Exception as exc:
+                failure = _Failed("exception", exc, _frames(exc))
+            else:
+                duration = time.monotonic_ns() - t0
+                try:
+                    engine.check_result(instance, step, result)
+                except HephaestusError as exc:  # undeclared event, not a result: not retried
+                    return _Failed("invalid_result", exc, None), duration
+                return result, duration
+            duration = time.monotonic_ns() - t0
+            retry = step.retry
+            if retry is None or attempt >= retry.max_attempts:
+                return failure, duration
+            delay = retry.delay(attempt, random.random())  # jitter, not secrets
+            emit.step_exception(
+                instance,
+                step,
+                duration,
+                failure.kind,
+                failure.reason,
+                failure.stacktrace,
+                {"step_key": step.step_key, "attempt": attempt, "retry_in": delay},
+            )
+            await anyio.sleep(delay)
+
+    async def _call(self, step: type[Step], instance: Instance) -> Result:
+        """Call ``execute``: awaited, inline, or in a worker thread; under the step's timeout."""
+        is_async = self._is_async.get(step)
+        if is_async is None:
+            is_async = self._is_async[step] = inspect.iscoroutinefunction(step.execute)
+        config = instance.step_configs.get(step)
+        obj = step()
+        limiter = self._limiter
+        timeout = step.timeout
+        if limiter is None and timeout is None:
+            if is_async:
+                return await obj.execute(instance, config, instance.context)  # type: ignore[no-any-return,misc]
+            if not step.blocking:
+                return obj.execute(instance, config, instance.context)  # type: ignore[return-value]
+        with anyio.CancelScope(
+            deadline=anyio.current_time() + timeout if timeout else float("inf")
+        ) as scope:
+            if limiter is not None:
+                await limiter.acquire()
+            try:
+                if is_async:
+                    result = await obj.execute(instance, config, instance.context)  # type: ignore[misc]
+                elif step.blocking:
+                    result = await anyio.to_thread.run_sync(
+                        obj.execute, instance, config, instance.context, abandon_on_cancel=True
+                    )
+                else:
+                    result = obj.execute(instance, config, instance.context)
+            finally:
+                if limiter is not None:
+                    limiter.release()
+        if scope.cancelled_caught:
+            raise _StepTimeout(f"step {step.__qualname__} timed out after {timeout}s")
+        return result  # type: ignore[no-any-return]
+
+    async def _fold(
+        self, run: _Run, step: type[Step], outcome: tuple[Result | _Failed, int]
+    ) -> None:
+        """Fold one step's outcome into the instance, emit its events, persist."""
+        result, duration = outcome
+        before = run.instance
+        if before.terminal:
+            return  # cancelled while the step ran
+        if type(result) is _Failed:
+            failure: _Failed = result
+            await self._fail(run, step, failure.kind, failure.reason, failure.stacktrace, duration)
+            return
+        if type(result) is Error:
+            error: Error = result
+            await self._fail(run, step, "error", error.reason, None, duration)
+            return
+        try:
+            applied = engine.apply_result(before, step, result, now=time.time_ns())  # type: ignore[arg-type]
+        except Exception as exc:  # a route that raised or chose badly
+            await self._fail(run, step, "exception", exc, _frames(exc), duration)
+            return
+        instance = run.instance = applied.instance
+        if type(result) is Ok:
+            run.completed_since += 1
+            if _stop_slot[0]:
+                ok: Ok = result
+                emit.step_stop(
+                    instance,
+                    step,
+                    duration,
+                    {
+                        "step_key": step.step_key,
+                        "event": ok.event,
+                        "has_context_updates": ok.updates is not None,
+                        "has_metadata_updates": bool(ok.metadata),
+                        "transitions_to": list(applied.activated),
+                    },
+                )
+            if _transition_slot[0]:
+                emit.workflow_transition(
+                    instance,
+                    step,
+                    result.event,
+                    list(applied.activated),
+                    {},
+                )
+        else:  # Async: the step parks
+            run.parked_at[step] = time.monotonic_ns()
+            emit.step_async(
+                instance,
+                step,
+                duration,
+                {"step_key": step.step_key, "instance_status": instance.status},
+            )
+            for parked, timer in instance.timers.items():
+                if before.timers.get(parked) is not timer:
+                    self._timers.arm(timer.due, run, parked, timer)
+        run.persisted = instance
+        await self.storage.put(instance)
+
+    async def _fail(
+        self,
+        run: _Run,
+        step: type[Step] | None,
+        kind: str,
+        reason: object,
+        stacktrace: builtins.list[Any] | None,
+        duration: int = 0,
+    ) -> None:
+        """The instance fails because of ``step`` (None: the runner itself failed)."""
+        before = run.instance
+        if before.terminal:
+            return
+        if step is not None:
+            emit.step_exception(
+                before, step, duration, kind, reason, stacktrace, {"step_key": step.step_key}
+            )
+        failed_step = step if step is not None else before.current_step
+        run.instance = engine.fail_step(
+            before, failed_step or before.workflow.definition.start, kind, reason
+        )
+        try:
+            await self._persist(run)
+        finally:
+            self._ended(run)
+
+    def _ended(self, run: _Run) -> None:
+        """Emit the workflow's last event and release its waiters."""
+        instance = run.instance
+        if self._runs.get(instance.id) is not run:
+            return  # already finished (cancelled)
+        if instance.status is Status.COMPLETED:
+            emit.workflow_stop(
+                instance,
+                {
+                    "step_count": len(instance.completed_steps),
+                    "advance_count": run.advances,
+                    "completed_steps": sorted(instance.completed_steps, key=_qualname),
+                    "runner": type(self),
+                },
+            )
+        elif instance.status is Status.FAILED and instance.error is not None:
+            error = instance.error
+            emit.workflow_exception(
+                instance,
+                error.kind,
+                error.reason,
+                _frames(error.reason) if isinstance(error.reason, BaseException) else None,
+                {
+                    "failed_step": error.step,
+                    "step_count": len(instance.completed_steps),
+                    "advance_count": run.advances,
+                    "runner": type(self),
+                },
+            )
+        self._finish(run)
+
+
+class _StepTimeout(Exception):
+    """A step ran past its ``timeout``."""
+
+
+def _qualname(step: type[Step]) -> str:
+    return step.__qualname__
