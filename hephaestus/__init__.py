@@ -27,6 +27,10 @@ from hephaestus.exceptions import RouteError as RouteError
 from hephaestus.exceptions import StepFailed as StepFailed
 from hephaestus.exceptions import UndeclaredEvent as UndeclaredEvent
 from hephaestus.exceptions import WorkflowDefinitionError as WorkflowDefinitionError
+from hephaestus.runtime.local import LocalRunner as LocalRunner
+from hephaestus.runtime.runner import Runner as Runner
+from hephaestus.runtime.storage import MemoryStorage as MemoryStorage
+from hephaestus.runtime.storage import Storage as Storage
 from hephaestus.steps import Debug as Debug
 from hephaestus.steps import Done as Done
 from hephaestus.steps import Wait as Wait
@@ -48,14 +52,18 @@ __all__ = [
     "Instance",
     "InstanceNotFound",
     "InvalidStepResult",
+    "LocalRunner",
+    "MemoryStorage",
     "NotWaiting",
     "Ok",
     "Retry",
     "Route",
     "RouteError",
+    "Runner",
     "Status",
     "Step",
     "StepFailed",
+    "Storage",
     "UndeclaredEvent",
     "Unique",
     "Wait",

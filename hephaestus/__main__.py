@@ -1,0 +1,7 @@
+"""``python -m hephaestus``: the same as the ``hephaestus`` command."""
+
+import sys
+
+from hephaestus.cli import main
+
+sys.exit(main())
