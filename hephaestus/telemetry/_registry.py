@@ -145,6 +145,12 @@ def attach_many(
     """
     if not callable(function):
         raise TypeError(f"a telemetry handler must be callable, got: {function!r}")
+    single = isinstance(event_names, tuple | list) and all(isinstance(n, str) for n in event_names)
+    if single and event_names:
+        raise TypeError(
+            f"attach_many takes a list of event names, got one name: {event_names!r}; "
+            "use attach for a single event"
+        )
     names = tuple(dict.fromkeys(_event_name(name) for name in event_names))
     if not names:
         raise ValueError(f"handler {handler_id!r} must be attached to at least one event")
