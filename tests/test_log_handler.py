@@ -38,7 +38,7 @@ class Pack(Step):
 
 class OrderFlow(Workflow):
     start = ValidateOrder
-    transitions = {ValidateOrder: {"valid": Done}}  # noqa: RUF012 - the workflow API reads a plain dict
+    transitions = {ValidateOrder: {"valid": Done}}
 
 
 INSTANCE = Instance(

@@ -46,7 +46,7 @@ class Charlie(Step):
 
 class Flow(Workflow):
     start = A
-    transitions = {A: {"done": Done}}  # noqa: RUF012 - the workflow API reads a plain dict
+    transitions = {A: {"done": Done}}
 
 
 @pytest.fixture(autouse=True)
