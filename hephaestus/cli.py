@@ -10,6 +10,9 @@ from collections.abc import Sequence
 import anyio
 import structlog
 
+from hephaestus.demo import run_demo
+from hephaestus.telemetry import LogHandler
+
 __all__ = ["main"]
 
 
@@ -28,9 +31,6 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from hephaestus.demo import run_demo
-    from hephaestus.telemetry import LogHandler
-
     _configure_logging(args.verbose)
     LogHandler.attach()
     try:

@@ -25,7 +25,7 @@ a fan-in waits for all of its live branches, and no step activates twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import attrs
 
@@ -50,10 +50,26 @@ __all__ = [
 ]
 
 _StepT = type[Step]
+_T = TypeVar("_T")
 _EMPTY: frozenset[_StepT] = frozenset()
 _RUNNING = Status.RUNNING
 _WAITING = Status.WAITING
 _COMPLETED = Status.COMPLETED
+_NO_EDGES: Mapping[str, Edge] = {}
+_new = object.__new__
+_set_state = object.__setattr__
+
+
+def _build(cls: type[_T], state: dict[str, Any]) -> _T:
+    """A frozen attrs object (of a dict-backed class) from its complete field dict.
+
+    The engine's hot path builds an instance per step; filling the object's
+    ``__dict__`` at once costs a third of the generated ``__init__``, which
+    stores the fields one by one. The result is an ordinary frozen object.
+    """
+    obj: _T = _new(cls)
+    _set_state(obj, "__dict__", state)
+    return obj
 
 
 class Applied(NamedTuple):
@@ -143,7 +159,7 @@ def _complete(
     """The context, runtime metadata and history after ``step`` completed with ``event``."""
     context = instance.context
     if updates is not None:
-        if not isinstance(updates, Mapping):
+        if type(updates) is not dict and not isinstance(updates, Mapping):
             raise InvalidStepResult(
                 f"step {step.__qualname__} returned updates that are not a dict: {updates!r}"
             )
@@ -152,7 +168,7 @@ def _complete(
         context = Context(context.initial, steps)
     runtime = instance.runtime_metadata
     if metadata:
-        if not isinstance(metadata, Mapping):
+        if type(metadata) is not dict and not isinstance(metadata, Mapping):
             raise InvalidStepResult(
                 f"step {step.__qualname__} returned metadata that is not a dict: {metadata!r}"
             )
@@ -213,11 +229,16 @@ def _activate(
     edge_configs = edge.configs
 
     # The fast path: every target has one predecessor and nothing is ruled out.
-    if not dead and not any(t in join_counts for t in targets):
-        for t in targets:
-            if edge_configs[t] is not None or t in configs:
-                configs = {**configs, t: edge_configs[t]}
-        return targets, targets, active | frozenset(targets), configs, joins
+    if edge.simple:
+        if edge.given_configs:
+            configs = {**configs, **edge.given_configs}
+        return (
+            targets,
+            targets,
+            active | edge.target_set if active else edge.target_set,
+            configs,
+            joins,
+        )
 
     joins = dict(joins)
     activated: list[_StepT] = []
@@ -298,7 +319,7 @@ def check_result(instance: Instance, step: _StepT, result: object) -> None:
         ok: Ok = result  # type: ignore[assignment]
         _edge(instance.workflow.definition, step, ok.event)
         for name, value in (("updates", ok.updates), ("metadata", ok.metadata)):
-            if value is not None and not isinstance(value, Mapping):
+            if value is not None and type(value) is not dict and not isinstance(value, Mapping):
                 raise InvalidStepResult(
                     f"step {step.__qualname__} returned {name} that are not a dict: {value!r}"
                 )
@@ -323,6 +344,41 @@ def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) 
     kind = type(result)
     if kind is Ok:
         ok: Ok = result  # type: ignore[assignment]
+        # The fast path, inlined: a static edge to steps with one predecessor,
+        # plain dict updates, no metadata. Same outcome as _fold_ok, fewer calls.
+        edge = instance.workflow.definition.edges.get(step, _NO_EDGES).get(ok.event)
+        updates = ok.updates
+        if (
+            edge is not None
+            and edge.simple
+            and not ok.metadata
+            and (updates is None or type(updates) is dict)
+        ):
+            state = instance.__dict__.copy()
+            if updates is not None:
+                context = instance.context
+                steps = dict(context.steps)
+                steps[step.step_key] = updates
+                state["context"] = _build(Context, {"initial": context.initial, "steps": steps})
+            active = instance.active_steps
+            if len(active) == 1 and step in active:
+                state["active_steps"] = edge.target_set
+            else:
+                state["active_steps"] = (active - {step}) | edge.target_set
+            if edge.given_configs:
+                state["step_configs"] = {**instance.step_configs, **edge.given_configs}
+            targets = edge.targets
+            state["status"] = _RUNNING
+            state["current_step"] = targets[-1]
+            state["completed_steps"] = instance.completed_steps | {step}
+            state["execution_history"] = (
+                *instance.execution_history,
+                _build(
+                    ExecutionEntry,
+                    {"step": step, "event": ok.event, "timestamp": now, "updates": updates},
+                ),
+            )
+            return Applied(_build(Instance, state), targets, targets)
         return _fold_ok(
             instance,
             step,

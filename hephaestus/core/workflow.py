@@ -83,6 +83,11 @@ class Edge:
     configs: Mapping[type[Step], Config]
     route: Route | None
     dead: tuple[type[Step], ...]
+    simple: bool = False
+    """Static, rules nothing out, and leads to no join: the engine's fast path."""
+    target_set: frozenset[type[Step]] = frozenset()
+    given_configs: Mapping[type[Step], Mapping[str, Any]] = attrs.field(factory=dict)
+    """The targets' configs that are not None."""
 
 
 @attrs.frozen
@@ -235,7 +240,7 @@ class _Checker:
         self.configs: dict[type[Step], list[Config]] = {}
         self.order: dict[type[Step], int] = {}
         self.mentioned: set[tuple[type[Step], str]] = set()  # (step, event) pairs written
-        self.bad_events: set[type[Step]] = set()  # steps whose events are already reported
+        self.bad_events: set[type[Step]] = set()  # steps whose events are reported already
 
     def problem(self, message: str) -> None:
         self.problems.append(message)
@@ -346,12 +351,14 @@ class _Checker:
                 self.problem(
                     f"{self.wf}: {step.__qualname__}.declared_events({config!r}) raised {exc!r}"
                 )
+                self.bad_events.add(step)
                 continue
             if not isinstance(events, tuple) or not all(isinstance(e, str) for e in events):
                 self.problem(
                     f"{self.wf}: {step.__qualname__}.declared_events({config!r}) must return "
                     f"a tuple of strings, got: {events!r}"
                 )
+                self.bad_events.add(step)
                 continue
             seen.update(dict.fromkeys(events))
         return tuple(seen)
@@ -444,14 +451,10 @@ def _compile(workflow: type[Workflow]) -> Definition:
     if c.problems or start_spec is None or start is None:
         raise WorkflowDefinitionError(wf, c.problems or [f"{wf}.start is missing"])
 
+    join_counts = {step: len(preds) for step, preds in predecessors.items() if len(preds) > 1}
     final_edges = {
         source: {
-            event: attrs.evolve(
-                edge,
-                dead=()
-                if edge.route is not None
-                else tuple(s for s in successors[source] if s not in edge.configs),
-            )
+            event: _finish_edge(edge, successors[source], join_counts)
             for event, edge in by_event.items()
         }
         for source, by_event in edges.items()
@@ -464,10 +467,24 @@ def _compile(workflow: type[Workflow]) -> Definition:
         edges=final_edges,
         successors=successors,
         predecessors={step: frozenset(preds) for step, preds in predecessors.items()},
-        join_counts={step: len(preds) for step, preds in predecessors.items() if len(preds) > 1},
+        join_counts=join_counts,
         events=events,
         by_key=by_key,
         order={step: i for i, step in enumerate(steps)},
+    )
+
+
+def _finish_edge(
+    edge: Edge, successors: tuple[type[Step], ...], join_counts: Mapping[type[Step], int]
+) -> Edge:
+    """Fill in what the engine precomputes per edge: the steps it rules out, its fast path."""
+    dead = () if edge.route is not None else tuple(s for s in successors if s not in edge.configs)
+    return attrs.evolve(
+        edge,
+        dead=dead,
+        simple=edge.route is None and not dead and not any(t in join_counts for t in edge.targets),
+        target_set=frozenset(edge.targets),
+        given_configs={t: c for t, c in edge.configs.items() if c is not None},
     )
 
 
