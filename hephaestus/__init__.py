@@ -20,16 +20,20 @@ from hephaestus.core.workflow import Workflow as Workflow
 from hephaestus.exceptions import AlreadyRunning as AlreadyRunning
 from hephaestus.exceptions import AmbiguousResume as AmbiguousResume
 from hephaestus.exceptions import HephaestusError as HephaestusError
+from hephaestus.exceptions import InstanceLoadError as InstanceLoadError
 from hephaestus.exceptions import InstanceNotFound as InstanceNotFound
 from hephaestus.exceptions import InvalidStepResult as InvalidStepResult
+from hephaestus.exceptions import NotSerializable as NotSerializable
 from hephaestus.exceptions import NotWaiting as NotWaiting
 from hephaestus.exceptions import RouteError as RouteError
 from hephaestus.exceptions import StepFailed as StepFailed
+from hephaestus.exceptions import StorageError as StorageError
 from hephaestus.exceptions import UndeclaredEvent as UndeclaredEvent
 from hephaestus.exceptions import WorkflowDefinitionError as WorkflowDefinitionError
 from hephaestus.runtime.local import LocalRunner as LocalRunner
 from hephaestus.runtime.runner import Runner as Runner
 from hephaestus.runtime.storage import MemoryStorage as MemoryStorage
+from hephaestus.runtime.storage import SQLiteStorage as SQLiteStorage
 from hephaestus.runtime.storage import Storage as Storage
 from hephaestus.steps import Debug as Debug
 from hephaestus.steps import Done as Done
@@ -50,20 +54,24 @@ __all__ = [
     "Failure",
     "HephaestusError",
     "Instance",
+    "InstanceLoadError",
     "InstanceNotFound",
     "InvalidStepResult",
     "LocalRunner",
     "MemoryStorage",
+    "NotSerializable",
     "NotWaiting",
     "Ok",
     "Retry",
     "Route",
     "RouteError",
     "Runner",
+    "SQLiteStorage",
     "Status",
     "Step",
     "StepFailed",
     "Storage",
+    "StorageError",
     "UndeclaredEvent",
     "Unique",
     "Wait",

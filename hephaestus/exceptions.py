@@ -12,7 +12,10 @@ the builtin it means, so ``except LookupError`` catches an unknown instance::
     ├── AmbiguousResume (ValueError)          several steps wait: say which with step=
     ├── InvalidStepResult (TypeError)         execute returned something that is not a result
     ├── RouteError (ValueError)               a Route chose a step it does not name
-    └── StepFailed (RuntimeError)             a step failed for good (raised, Error, timeout)
+    ├── StepFailed (RuntimeError)             a step failed for good (raised, Error, timeout)
+    ├── NotSerializable (TypeError)           a value a durable storage cannot store as JSON
+    └── StorageError (RuntimeError)           a storage backend failed
+        └── InstanceLoadError                 a stored instance cannot be loaded again
 
 The messages name the culprit: the workflow, the step, the event or the id.
 """
@@ -25,11 +28,14 @@ __all__ = [
     "AlreadyRunning",
     "AmbiguousResume",
     "HephaestusError",
+    "InstanceLoadError",
     "InstanceNotFound",
     "InvalidStepResult",
+    "NotSerializable",
     "NotWaiting",
     "RouteError",
     "StepFailed",
+    "StorageError",
     "UndeclaredEvent",
     "WorkflowDefinitionError",
 ]
@@ -111,3 +117,15 @@ class StepFailed(HephaestusError, RuntimeError):
         self.kind = kind
         self.reason = reason
         super().__init__(f"step {step} failed ({kind}): {reason}")
+
+
+class NotSerializable(HephaestusError, TypeError):
+    """A value a durable storage cannot store: the message names its key (``context['when']``)."""
+
+
+class StorageError(HephaestusError, RuntimeError):
+    """A storage backend failed; the backend's own exception is the ``__cause__``."""
+
+
+class InstanceLoadError(StorageError):
+    """A stored instance cannot be loaded, e.g. its workflow can no longer be imported."""

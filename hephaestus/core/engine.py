@@ -346,7 +346,12 @@ def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) 
         ok: Ok = result  # type: ignore[assignment]
         # The fast path, inlined: a static edge to steps with one predecessor,
         # plain dict updates, no metadata. Same outcome as _fold_ok, fewer calls.
-        edge = instance.workflow.definition.edges.get(step, _NO_EDGES).get(ok.event)
+        # (An event that is not a plain str, perhaps unhashable, takes the checked path.)
+        edge = (
+            instance.workflow.definition.edges.get(step, _NO_EDGES).get(ok.event)
+            if type(ok.event) is str
+            else None
+        )
         updates = ok.updates
         if (
             edge is not None

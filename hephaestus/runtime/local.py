@@ -40,6 +40,7 @@ from hephaestus.exceptions import (
     AmbiguousResume,
     HephaestusError,
     InstanceNotFound,
+    NotSerializable,
     NotWaiting,
     RouteError,
 )
@@ -435,6 +436,18 @@ class LocalRunner:
     async def _drive(self, run: _Run) -> None:
         try:
             await self._loop(run)
+        except NotSerializable as exc:  # a step's updates: fail from the last stored state
+            bad = run.instance
+            history = bad.execution_history
+            culprit = history[-1].step if history else bad.current_step
+            base = run.persisted or bad
+            run.instance = engine.fail_step(
+                base, culprit or base.workflow.definition.start, "invalid_result", exc
+            )
+            try:
+                await self._persist(run)
+            finally:
+                self._ended(run)
         except Exception as exc:  # a bug or a storage failure: this instance fails alone
             _logger.exception("driver failed", instance_id=run.instance.id)
             self._fail(run, None, "runner", exc, _frames(exc))

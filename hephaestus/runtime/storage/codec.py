@@ -1,0 +1,204 @@
+"""One serialization of ``Instance`` to JSON, shared by every durable storage.
+
+Workflows and steps are stored by import path (``module:QualName``); the
+context, the step configs, the metadata and the step updates must be JSON
+values (dicts with string keys, lists, strings, numbers, booleans, None;
+tuples are stored as lists). The monotonic start time is not stored: it is
+meaningless in another process, so a loaded instance measures its duration on
+the wall clock. A failure's reason is stored as text when it is not JSON (an
+exception becomes ``"ValueError: message"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from hephaestus.core.instance import (
+    Context,
+    ExecutionEntry,
+    Failure,
+    Instance,
+    Status,
+    Timer,
+)
+from hephaestus.core.step import Step
+from hephaestus.core.workflow import Workflow
+from hephaestus.exceptions import InstanceLoadError, NotSerializable
+
+__all__ = ["decode", "dumps", "encode", "import_path", "loads", "resolve"]
+
+FORMAT = 1
+"""The version of the encoded form, stored with it as ``"format"``."""
+
+_cache: dict[str, Any] = {}
+
+
+def import_path(cls: type) -> str:
+    """``module:QualName`` of a class defined at module level (or nested in one)."""
+    qualname = cls.__qualname__
+    if "<locals>" in qualname:
+        raise NotSerializable(
+            f"{qualname} is defined inside a function: a durable storage needs classes "
+            f"it can import again (define it at module level)"
+        )
+    return f"{cls.__module__}:{qualname}"
+
+
+def resolve(path: str) -> Any:
+    """The object an import path names (cached)."""
+    found = _cache.get(path)
+    if found is None:
+        module_name, _, qualname = path.partition(":")
+        found = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        _cache[path] = found
+    return found
+
+
+def _check(value: Any, where: str) -> Any:
+    """``value`` as JSON data; raise ``NotSerializable`` naming ``where`` otherwise."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise NotSerializable(f"{where} is {value!r}, which JSON cannot represent")
+        return value
+    if kind is dict or isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise NotSerializable(f"{where} has a key that is not a string: {key!r}")
+            out[key] = _check(item, f"{where}[{key!r}]")
+        return out
+    if kind is list or kind is tuple:
+        return [_check(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise NotSerializable(
+        f"{where} is a {kind.__qualname__} ({value!r:.80}), which a durable storage cannot "
+        f"store as JSON"
+    )
+
+
+def _reason(reason: object) -> Any:
+    if isinstance(reason, BaseException):
+        return f"{type(reason).__qualname__}: {reason}"
+    try:
+        return _check(reason, "reason")
+    except NotSerializable:
+        return repr(reason)
+
+
+def encode(instance: Instance) -> dict[str, Any]:
+    """The instance as JSON data; raises ``NotSerializable`` naming the offending key."""
+    path = import_path
+    context = instance.context
+    return {
+        "format": FORMAT,
+        "id": instance.id,
+        "workflow": path(instance.workflow),
+        "workflow_version": instance.workflow_version,
+        "status": instance.status.value,
+        "context": {
+            "initial": _check(context.initial, "context"),
+            "steps": {
+                key: _check(updates, f"context.steps[{key!r}]")
+                for key, updates in context.steps.items()
+            },
+        },
+        "current_step": None if instance.current_step is None else path(instance.current_step),
+        "step_configs": {
+            path(step): _check(config, f"the config of {step.__qualname__}")
+            for step, config in instance.step_configs.items()
+        },
+        "active_steps": sorted(path(s) for s in instance.active_steps),
+        "completed_steps": sorted(path(s) for s in instance.completed_steps),
+        "waiting_steps": sorted(path(s) for s in instance.waiting_steps),
+        "runtime_metadata": _check(instance.runtime_metadata, "runtime_metadata"),
+        "execution_history": [
+            [
+                path(e.step),
+                e.event,
+                e.timestamp,
+                _check(e.updates, f"the updates of {e.step.__qualname__}"),
+            ]
+            for e in instance.execution_history
+        ],
+        "telemetry_metadata": _check(instance.telemetry_metadata, "telemetry_metadata"),
+        "started_at": instance.started_at,
+        "timers": {path(s): [t.due, t.event] for s, t in instance.timers.items()},
+        "pending_joins": {path(s): [n, live] for s, (n, live) in instance.pending_joins.items()},
+        "error": None
+        if instance.error is None
+        else {
+            "step": path(instance.error.step),
+            "kind": instance.error.kind,
+            "reason": _reason(instance.error.reason),
+        },
+    }
+
+
+def decode(data: Mapping[str, Any]) -> Instance:
+    """The instance that ``encode`` gave ``data``.
+
+    Raises ``InstanceLoadError`` naming the instance and the workflow or step
+    that can no longer be imported.
+    """
+    workflow_path = data["workflow"]
+    try:
+        workflow = resolve(workflow_path)
+        if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
+            raise TypeError(f"{workflow_path} is not a Workflow")
+        steps: dict[str, type[Step]] = {}
+
+        def step(path: str) -> type[Step]:
+            found = steps.get(path)
+            if found is None:
+                found = steps[path] = resolve(path)
+            return found
+
+        context = data["context"]
+        error = data["error"]
+        return Instance(
+            id=data["id"],
+            workflow=workflow,
+            workflow_version=data["workflow_version"],
+            status=Status(data["status"]),
+            context=Context(context["initial"], context["steps"]),
+            current_step=None if data["current_step"] is None else step(data["current_step"]),
+            step_configs={step(p): c for p, c in data["step_configs"].items()},
+            active_steps=frozenset(step(p) for p in data["active_steps"]),
+            completed_steps=frozenset(step(p) for p in data["completed_steps"]),
+            waiting_steps=frozenset(step(p) for p in data["waiting_steps"]),
+            runtime_metadata=data["runtime_metadata"],
+            execution_history=tuple(
+                ExecutionEntry(step(p), event, ts, updates)
+                for p, event, ts, updates in data["execution_history"]
+            ),
+            telemetry_metadata=data["telemetry_metadata"],
+            started_at=data["started_at"],
+            started_monotonic=None,
+            timers={step(p): Timer(due, event) for p, (due, event) in data["timers"].items()},
+            pending_joins={step(p): (n, live) for p, (n, live) in data["pending_joins"].items()},
+            error=None
+            if error is None
+            else Failure(step(error["step"]), error["kind"], error["reason"]),
+        )
+    except (ImportError, AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise InstanceLoadError(
+            f"instance {data.get('id')!r} of workflow {workflow_path} cannot be loaded: {exc}"
+        ) from exc
+
+
+def dumps(instance: Instance) -> str:
+    """``encode`` as a JSON string."""
+    return json.dumps(encode(instance), separators=(",", ":"), allow_nan=False)
+
+
+def loads(text: str | bytes) -> Instance:
+    """``decode`` of a JSON string."""
+    return decode(json.loads(text))
