@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import anyio
 import structlog
 
+from hephaestus.core.instance import Instance
 from hephaestus.demo import run_demo
+from hephaestus.runtime.storage.sqlite import SQLiteStorage
 from hephaestus.telemetry import LogHandler
 
 __all__ = ["main"]
@@ -32,15 +36,23 @@ def _configure_logging(verbose: bool) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
-    LogHandler.attach()
-    try:
-        instances = anyio.run(run_demo)
-    finally:
-        LogHandler.detach()
-    for instance in instances:
-        steps = " -> ".join(entry.step.__qualname__ for entry in instance.execution_history)
-        print(f"{instance.id}: {instance.status} ({steps})")
+    with tempfile.TemporaryDirectory(prefix="hephaestus-demo-") as folder:
+        path = args.db or os.path.join(folder, "demo.db")
+        LogHandler.attach()
+        try:
+            instances = anyio.run(_run_demo_on, path)
+        finally:
+            LogHandler.detach()
+        for instance in instances:
+            steps = " -> ".join(entry.step.__qualname__ for entry in instance.execution_history)
+            print(f"{instance.id}: {instance.status} ({steps})")
+        print(f"stored in {path}" if args.db else "stored in a SQLite file, removed on exit")
     return 0
+
+
+async def _run_demo_on(path: str) -> list[Instance]:
+    async with SQLiteStorage(path) as storage:
+        return await run_demo(storage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the order demo with the LogHandler printing")
     demo.add_argument("-v", "--verbose", action="store_true", help="show debug events too")
+    demo.add_argument(
+        "--db", help="the SQLite file to keep the instances in (default: a temporary one)"
+    )
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     code: int = args.func(args)

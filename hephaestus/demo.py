@@ -1,6 +1,7 @@
 """The demo: an order workflow with a branch, a fan-out and join, a timer and an external event.
 
-``hephaestus demo`` runs two orders through it with the LogHandler printing
+``hephaestus demo`` runs two orders through it, on the embedded durable
+storage (a SQLite file), with the LogHandler printing
 every telemetry event: one valid order, which parks on a one-second ``Wait``
 and then on a ``WaitForEvent`` that the demo resumes, and one invalid order,
 which takes the other branch. Both end at ``Done``.
