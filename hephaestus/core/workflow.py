@@ -224,12 +224,6 @@ def _is_step(value: object) -> bool:
     return isinstance(value, type) and issubclass(value, Step) and value is not Step
 
 
-def _name(value: object) -> str:
-    if isinstance(value, type):
-        return value.__qualname__
-    return repr(value)
-
-
 class _Checker:
     """Collects every problem of one workflow class, then compiles it if there are none."""
 
@@ -257,7 +251,7 @@ class _Checker:
             config = value[1]
             if config is not None and not isinstance(config, Mapping):
                 self.problem(
-                    f"{where}: the config of {_name(value[0])} must be a dict or None, "
+                    f"{where}: the config of {value[0].__qualname__} must be a dict or None, "
                     f"got: {config!r}"
                 )
                 return None
@@ -547,7 +541,7 @@ def _check_graph(
     wf = c.wf
     # 1. acyclic: an iterative depth-first search reporting each cycle once.
     state: dict[type[Step], int] = {}  # 1: on the current path, 2: finished
-    reported: set[frozenset[type[Step]]] = set()
+    cyclic = False
     for root in steps:
         if root in state:
             continue
@@ -561,10 +555,10 @@ def _check_graph(
                 state[path.pop()] = 2
                 continue
             if state.get(nxt) == 1:
+                # Each back edge is met once: each cycle through it is reported once.
                 cycle = [*path[path.index(nxt) :], nxt]
-                if frozenset(cycle) not in reported:
-                    reported.add(frozenset(cycle))
-                    c.problem(f"{wf}: cycle {' -> '.join(s.__qualname__ for s in cycle)}")
+                cyclic = True
+                c.problem(f"{wf}: cycle {' -> '.join(s.__qualname__ for s in cycle)}")
             elif nxt not in state:
                 state[nxt] = 1
                 path.append(nxt)
@@ -594,7 +588,7 @@ def _check_graph(
             )
 
     # 4. the branches of a static fan-out converge before Done
-    if reported:
+    if cyclic:
         return  # descendants are meaningless in a cyclic graph
     for source, by_event in edges.items():
         for event, edge in by_event.items():
