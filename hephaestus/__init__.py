@@ -26,6 +26,7 @@ from hephaestus.exceptions import InvalidStepResult as InvalidStepResult
 from hephaestus.exceptions import NotSerializable as NotSerializable
 from hephaestus.exceptions import NotWaiting as NotWaiting
 from hephaestus.exceptions import RouteError as RouteError
+from hephaestus.exceptions import RunnerStopped as RunnerStopped
 from hephaestus.exceptions import StepFailed as StepFailed
 from hephaestus.exceptions import StorageError as StorageError
 from hephaestus.exceptions import UndeclaredEvent as UndeclaredEvent
@@ -66,6 +67,7 @@ __all__ = [
     "Route",
     "RouteError",
     "Runner",
+    "RunnerStopped",
     "SQLiteStorage",
     "Status",
     "Step",

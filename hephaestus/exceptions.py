@@ -13,6 +13,7 @@ the builtin it means, so ``except LookupError`` catches an unknown instance::
     ├── InvalidStepResult (TypeError)         execute returned something that is not a result
     ├── RouteError (ValueError)               a Route chose a step it does not name
     ├── StepFailed (RuntimeError)             a step failed for good (raised, Error, timeout)
+    ├── RunnerStopped (RuntimeError)          the runner stopped before the instance ended
     ├── NotSerializable (TypeError)           a value a durable storage cannot store as JSON
     └── StorageError (RuntimeError)           a storage backend failed
         └── InstanceLoadError                 a stored instance cannot be loaded again
@@ -34,6 +35,7 @@ __all__ = [
     "NotSerializable",
     "NotWaiting",
     "RouteError",
+    "RunnerStopped",
     "StepFailed",
     "StorageError",
     "UndeclaredEvent",
@@ -129,3 +131,7 @@ class StorageError(HephaestusError, RuntimeError):
 
 class InstanceLoadError(StorageError):
     """A stored instance cannot be loaded, e.g. its workflow can no longer be imported."""
+
+
+class RunnerStopped(HephaestusError, RuntimeError):
+    """The runner stopped (left its ``async with``) before the awaited instance ended."""

@@ -34,6 +34,7 @@ PUBLIC = [
     "Route",
     "RouteError",
     "Runner",
+    "RunnerStopped",
     "SQLiteStorage",
     "Status",
     "Step",

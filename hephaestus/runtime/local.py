@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import inspect
+import math
 import os
 import random
 import time
@@ -43,6 +44,7 @@ from hephaestus.exceptions import (
     NotSerializable,
     NotWaiting,
     RouteError,
+    RunnerStopped,
 )
 from hephaestus.runtime.ids import instance_id as make_instance_id
 from hephaestus.runtime.storage.base import Storage
@@ -70,12 +72,15 @@ _transition_slot = _registry._slot(names.WORKFLOW_TRANSITION)
 class _Failed:
     """A step attempt that failed: why, and whether it may be retried."""
 
-    __slots__ = ("kind", "reason", "stacktrace")
+    __slots__ = ("attempt", "kind", "reason", "stacktrace")
 
-    def __init__(self, kind: str, reason: object, stacktrace: list[Any] | None) -> None:
+    def __init__(
+        self, kind: str, reason: object, stacktrace: list[Any] | None, attempt: int = 1
+    ) -> None:
         self.kind = kind
         self.reason = reason
         self.stacktrace = stacktrace
+        self.attempt = attempt
 
 
 class _Run:
@@ -88,6 +93,8 @@ class _Run:
         "instance",
         "parked_at",
         "persisted",
+        "sibling_failed",
+        "stacktrace",
         "task",
         "wake",
     )
@@ -100,6 +107,8 @@ class _Run:
         self.done: anyio.Event | None = None
         self.wake: anyio.Event | None = None
         self.task: asyncio.Task[None] | None = None
+        self.stacktrace: list[Any] | None = None  # of the failure, for workflow:exception
+        self.sibling_failed = False  # a step of the current batch failed: the others stop
         self.parked_at: dict[type[Step], int] = {}
 
 
@@ -189,12 +198,16 @@ class LocalRunner:
 
     async def _stop_drivers(self) -> None:
         """Cancel every driver and wait until they have all stopped."""
-        tasks = [run.task for run in self._runs.values() if run.task is not None]
+        runs = list(self._runs.values())
+        tasks = [run.task for run in runs if run.task is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(tasks)
+        for run in runs:  # release the waiters: wait() raises RunnerStopped
+            if run.done is not None:
+                run.done.set()
 
     async def _recover(self) -> None:
         """Drive every unfinished instance of the storage; re-arm the timers of waiting ones."""
@@ -282,6 +295,11 @@ class LocalRunner:
         done = run.done
         with anyio.fail_after(timeout):
             await done.wait()
+        if not run.instance.terminal:
+            raise RunnerStopped(
+                f"{self!r} stopped before instance {instance_id!r} ended "
+                f"(it is {run.instance.status}; a runner on the same storage will finish it)"
+            )
         return run.instance
 
     async def get(self, instance_id: str) -> Instance:
@@ -311,8 +329,13 @@ class LocalRunner:
 
     async def schedule_resume(self, instance_id: str, step: type[Step] | str, delay: float) -> None:
         """The waiting ``step`` resumes itself with ``"timeout"`` after ``delay`` seconds."""
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-            raise ValueError(f"delay must be a number of seconds >= 0, got: {delay!r}")
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not math.isfinite(delay)
+            or delay < 0
+        ):
+            raise ValueError(f"delay must be a finite number of seconds >= 0, got: {delay!r}")
         run = await self._active(instance_id)
         target = self._waiting_step(run.instance, step)
         due = time.time_ns() + int(delay * 1_000_000_000)
@@ -513,6 +536,7 @@ class LocalRunner:
             async def one(step: type[Step]) -> None:
                 outcomes[step] = outcome = await self._execute(run, step, True, count)
                 if type(outcome[0]) is _Failed or type(outcome[0]) is Error:
+                    run.sibling_failed = True
                     tg.cancel_scope.cancel()  # the instance fails: stop its other steps
 
             for step in steps:
@@ -524,9 +548,10 @@ class LocalRunner:
         for step in ended:
             self._fold(run, step, outcomes[step])
             await self._persist(run)
-        if run.instance.status is Status.FAILED:
+        if run.sibling_failed:  # the steps it cancelled end after the failure that did
+            run.sibling_failed = False
             for step in steps:
-                if step not in outcomes:  # cancelled by the failure
+                if step not in outcomes:
                     emit.step_exception(
                         run.instance, step, 0, "cancelled", "another step failed", None,
                         {"step_key": step.step_key},
@@ -536,9 +561,12 @@ class LocalRunner:
         self, run: _Run, step: type[Step], concurrent: bool, count: int
     ) -> tuple[Result | _Failed, int]:
         """Run ``step`` (with its retries and timeout); return its result and duration."""
+        limiter = self._limiter
         attempt = 0
         while True:
             attempt += 1
+            if limiter is not None:  # wait for a slot before the step starts
+                await limiter.acquire()
             instance = run.instance
             if _start_slot[0]:
                 emit.step_start(
@@ -553,18 +581,34 @@ class LocalRunner:
                 )
             t0 = time.monotonic_ns()
             try:
-                if self._plain.get(step, False):  # async, no timeout, no limiter: just await
+                if self._plain.get(step, False):  # async, no timeout: just await
                     result = await step().execute(  # type: ignore[misc]
                         instance, instance.step_configs.get(step), instance.context
                     )
                 else:
                     result = await self._call(step, instance)
             except _StepTimeout as exc:
-                failure = _Failed("timeout", exc, None)
+                failure = _Failed("timeout", exc, None, attempt)
             except Exception as exc:
-                failure = _Failed("exception", exc, _frames(exc))
+                failure = _Failed("exception", exc, _frames(exc), attempt)
+            except asyncio.CancelledError:  # cancel(), a failing sibling, the runner stopping
+                if run.sibling_failed:
+                    raise  # reported by _batch, after the failure
+                emit.step_exception(
+                    instance,
+                    step,
+                    time.monotonic_ns() - t0,
+                    "cancelled",
+                    "the step was cancelled",
+                    None,
+                    {"step_key": step.step_key, "attempt": attempt},
+                )
+                raise
             else:
                 return result, time.monotonic_ns() - t0
+            finally:
+                if limiter is not None:
+                    limiter.release()
             duration = time.monotonic_ns() - t0
             retry = step.retry
             if retry is None or attempt >= retry.max_attempts:
@@ -584,32 +628,24 @@ class LocalRunner:
     async def _call(self, step: type[Step], instance: Instance) -> Result:
         """Call ``execute``: awaited, inline, or in a worker thread; under the step's timeout."""
         is_async = inspect.iscoroutinefunction(step.execute)
-        limiter = self._limiter
         timeout = step.timeout
         if step not in self._plain:
-            self._plain[step] = is_async and limiter is None and timeout is None
+            self._plain[step] = is_async and timeout is None
         config = instance.step_configs.get(step)
         obj = step()
-        if limiter is None and timeout is None and not step.blocking:
+        if timeout is None and not step.blocking:
             if is_async:
                 return await obj.execute(instance, config, instance.context)  # type: ignore[no-any-return,misc]
             return obj.execute(instance, config, instance.context)  # type: ignore[return-value]
-        deadline = anyio.current_time() + timeout if timeout is not None else float("inf")
-        with anyio.CancelScope(deadline=deadline) as scope:
-            if limiter is not None:
-                await limiter.acquire()
-            try:
-                if is_async:
-                    result = await obj.execute(instance, config, instance.context)  # type: ignore[misc]
-                elif step.blocking:
-                    result = await anyio.to_thread.run_sync(
-                        obj.execute, instance, config, instance.context, abandon_on_cancel=True
-                    )
-                else:
-                    result = obj.execute(instance, config, instance.context)
-            finally:
-                if limiter is not None:
-                    limiter.release()
+        with anyio.move_on_after(timeout) as scope:  # None: no deadline
+            if is_async:
+                result = await obj.execute(instance, config, instance.context)  # type: ignore[misc]
+            elif step.blocking:
+                result = await anyio.to_thread.run_sync(
+                    obj.execute, instance, config, instance.context, abandon_on_cancel=True
+                )
+            else:
+                result = obj.execute(instance, config, instance.context)
         if scope.cancelled_caught:
             raise _StepTimeout(f"step {step.__qualname__} timed out after {timeout}s")
         return result  # type: ignore[no-any-return]
@@ -621,7 +657,9 @@ class LocalRunner:
         if before.terminal:
             return  # cancelled while the step ran
         if type(result) is _Failed:
-            self._fail(run, step, result.kind, result.reason, result.stacktrace, duration)
+            self._fail(
+                run, step, result.kind, result.reason, result.stacktrace, duration, result.attempt
+            )
             return
         if type(result) is Error:
             self._fail(run, step, "error", result.reason, None, duration)
@@ -673,6 +711,7 @@ class LocalRunner:
         reason: object,
         stacktrace: builtins.list[Any] | None,
         duration: int = 0,
+        attempt: int = 1,
     ) -> None:
         """The instance fails because of ``step`` (None: the runner itself failed)."""
         before = run.instance
@@ -680,9 +719,16 @@ class LocalRunner:
             return
         if step is not None:
             emit.step_exception(
-                before, step, duration, kind, reason, stacktrace, {"step_key": step.step_key}
+                before,
+                step,
+                duration,
+                kind,
+                reason,
+                stacktrace,
+                {"step_key": step.step_key, "attempt": attempt},
             )
         culprit = step or before.current_step or before.workflow.definition.start
+        run.stacktrace = stacktrace
         run.instance = engine.fail_step(before, culprit, kind, reason)
 
     def _ended(self, run: _Run) -> None:
@@ -706,7 +752,7 @@ class LocalRunner:
                 instance,
                 error.kind,
                 error.reason,
-                _frames(error.reason) if isinstance(error.reason, BaseException) else None,
+                run.stacktrace,
                 {
                     "failed_step": error.step,
                     "step_count": len(instance.completed_steps),

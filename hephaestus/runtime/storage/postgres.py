@@ -1,0 +1,333 @@
+"""``PostgresStorage``: instances in PostgreSQL, through a psycopg 3 connection pool.
+
+Needs the extra: ``pip install 'hephaestus[postgres]'``.
+
+The tables live in one PostgreSQL schema (``"hephaestus"`` unless told
+otherwise), created if missing. Every statement names its table with the
+schema, quoted by ``psycopg.sql`` (``"hephaestus".heph_instances``), so the
+storage works on any pool whatever its connections' ``search_path``; the
+statements are composed once, when the storage is built. The migration files
+(``migrations/postgres``) name their tables bare: each runs with
+``search_path`` set to the schema for its own transaction only.
+
+First use opens the pool and migrates the schema (once, under an asyncio
+lock). Each migration runs in its own transaction that first takes
+``pg_advisory_xact_lock`` on a fixed key, so processes starting at once
+migrate one after the other and the later ones find the work done.
+
+A ``put`` is one upsert: one round trip on the storage's own pool, whose
+connections are in autocommit. Writes of one instance are applied in the
+order they were called: each holds a per-instance ``asyncio.Lock`` (locks are
+FIFO) from its call until its statement has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, TypeAlias
+
+import structlog
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg.rows import tuple_row
+    from psycopg.types.json import Jsonb
+    from psycopg_pool import AsyncConnectionPool
+except ImportError as exc:  # pragma: no cover - depends on the extras installed
+    raise ImportError(
+        "PostgresStorage needs psycopg 3 and psycopg-pool: pip install 'hephaestus[postgres]'"
+    ) from exc
+
+from hephaestus.core.instance import Instance, Status
+from hephaestus.core.workflow import Workflow
+from hephaestus.exceptions import InstanceLoadError, StorageError
+from hephaestus.runtime.storage import codec
+from hephaestus.runtime.storage.migrations import migrations
+
+__all__ = ["PostgresStorage"]
+
+_logger = structlog.get_logger("hephaestus.storage")
+
+MIGRATION_LOCK = 0x6865_7068_6D69_6772
+"""The ``pg_advisory_xact_lock`` key every migration transaction takes ("hephmigr")."""
+
+_SIZES = (1, 10)
+
+_Pool: TypeAlias = "AsyncConnectionPool[psycopg.AsyncConnection[Any]]"
+"""A psycopg pool of async connections, whatever their row factory."""
+
+
+class _IdLock:
+    """Orders the writes of one instance; ``users`` counts the calls holding or awaiting it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class PostgresStorage:
+    """Instances in PostgreSQL (the schema and its tables are created on first use).
+
+    Give exactly one of ``dsn`` (a libpq connection string or URL: the storage
+    makes its own pool of ``min_size`` to ``max_size`` autocommit connections,
+    and closes it in ``aclose``) and ``pool`` (an ``AsyncConnectionPool`` you
+    open, size and close; connections with ``autocommit=True`` save a put two
+    round trips). ``schema`` is the PostgreSQL schema holding the tables.
+    Close it with ``await storage.aclose()`` or use it as an async context
+    manager. A storage belongs to the event loop that first uses it.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: _Pool | None = None,
+        schema: str = "hephaestus",
+        min_size: int = 1,
+        max_size: int = 10,
+    ) -> None:
+        if (dsn is None) == (pool is None):
+            given = "both" if dsn is not None else "neither"
+            raise ValueError(f"PostgresStorage needs exactly one of dsn= and pool=, got: {given}")
+        if not isinstance(schema, str) or not 0 < len(schema.encode()) <= 63:
+            raise ValueError(f"schema must be a PostgreSQL name of 1 to 63 bytes, got: {schema!r}")
+        if dsn is not None:
+            if not 0 <= min_size <= max_size or max_size < 1:
+                raise ValueError(
+                    f"need 0 <= min_size <= max_size >= 1, got: {min_size}, {max_size}"
+                )
+            try:
+                info = conninfo_to_dict(dsn)
+            except psycopg.Error as exc:
+                raise ValueError(f"dsn is not a PostgreSQL connection string: {exc}") from None
+            # What the repr shows: never the password.
+            shown = " ".join(f"{k}={info[k]}" for k in ("host", "port", "dbname") if k in info)
+            shown = shown or "libpq defaults"
+        elif (min_size, max_size) != _SIZES:
+            raise ValueError(
+                "min_size and max_size size the storage's own pool: with pool=, size yours"
+            )
+        else:
+            assert pool is not None
+            shown = f"pool={pool.name!r}"
+        self.schema = schema
+        self._dsn = dsn
+        self._sizes = (min_size, max_size)
+        self._given = pool
+        self._shown = shown
+        self._pool: _Pool | None = None  # set once open and migrated
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._init_lock = asyncio.Lock()
+        self._closed = False
+        self._locks: dict[str, _IdLock] = {}
+
+        schema_id = sql.Identifier(schema)
+
+        def compose(text: str) -> str:
+            return sql.SQL(text).format(schema=schema_id).as_string(None)
+
+        self._schema_sql = schema_id.as_string(None)
+        self._upsert = compose(
+            "INSERT INTO {schema}.heph_instances (id, workflow, workflow_version, status, state)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
+            " status = excluded.status, state = excluded.state, updated_at = now()"
+        )
+        self._get = compose("SELECT state::text FROM {schema}.heph_instances WHERE id = %s")
+        self._delete = compose("DELETE FROM {schema}.heph_instances WHERE id = %s")
+        self._select = compose("SELECT id, state::text FROM {schema}.heph_instances")
+        self._version_table = compose("{schema}.heph_schema_version")
+        self._create_schema = compose("CREATE SCHEMA {schema}")
+        self._search_path = compose("SET LOCAL search_path TO {schema}")
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({self._shown}, schema={self.schema!r})"
+
+    async def __aenter__(self) -> PostgresStorage:
+        await self._ready()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ the protocol
+
+    async def get(self, instance_id: str) -> Instance | None:
+        """The stored instance with this id, or None; ``InstanceLoadError`` if it cannot load."""
+        rows = await self._read(self._get, (instance_id,), f"get of {instance_id!r}")
+        return codec.loads(rows[0][0]) if rows else None
+
+    async def put(self, instance: Instance) -> None:
+        """Upsert ``instance``; ``NotSerializable`` (nothing stored) if the codec refuses it."""
+        state = codec.encode(instance)  # raises before any SQL runs
+        row = (instance.id, state["workflow"], instance.workflow_version, instance.status.value)
+        await self._write(instance.id, self._upsert, (*row, Jsonb(state)), "put")
+
+    async def delete(self, instance_id: str) -> bool:
+        """Remove the instance with this id; True if there was one."""
+        return await self._write(instance_id, self._delete, (instance_id,), "delete") > 0
+
+    async def query(
+        self,
+        *,
+        id: str | None = None,  # the protocol's filter names the field
+        status: Status | str | None = None,
+        status_in: Iterable[Status | str] | None = None,
+        workflow: type[Workflow] | None = None,
+        workflow_version: int | None = None,
+    ) -> list[Instance]:
+        """The instances matching every filter, oldest first; unloadable rows are skipped."""
+        filters = (
+            ("id = %s", id),
+            ("status = %s", None if status is None else Status(status).value),
+            # ANY: one statement whatever the number of statuses; [] matches nothing.
+            (
+                "status = ANY(%s)",
+                None if status_in is None else [Status(s).value for s in status_in],
+            ),
+            ("workflow = %s", None if workflow is None else codec.import_path(workflow)),
+            ("workflow_version = %s", workflow_version),
+        )
+        given = [(clause, value) for clause, value in filters if value is not None]
+        where = f" WHERE {' AND '.join(c for c, _ in given)}" if given else ""
+        params = [value for _, value in given]
+        rows = await self._read(f"{self._select}{where} ORDER BY created_at, id", params, "query")
+        found = []
+        for row_id, state in rows:
+            try:
+                found.append(codec.loads(state))
+            except InstanceLoadError as exc:  # one broken instance must not hide the others
+                _logger.warning("instance skipped", instance_id=row_id, reason=str(exc))
+        return found
+
+    async def aclose(self) -> None:
+        """Close the pool if the storage made it; later calls raise ``StorageError``."""
+        self._closed = True
+        async with self._init_lock:  # waits for a first use in progress
+            pool, self._pool = self._pool, None
+        if pool is not None and self._given is None:
+            await pool.close()
+
+    # ------------------------------------------------------------------ the database
+
+    async def _read(self, query: str, params: Any, what: str) -> list[tuple[Any, ...]]:
+        pool = await self._ready()
+        try:
+            async with pool.connection() as conn:
+                cursor = conn.cursor(row_factory=tuple_row)  # whatever the pool's row factory
+                await cursor.execute(query, params)
+                return await cursor.fetchall()
+        except psycopg.Error as exc:
+            raise StorageError(f"{self!r}: {what} failed: {exc}") from exc
+
+    async def _write(self, instance_id: str, query: str, params: Any, what: str) -> int:
+        """Run ``query`` after the earlier writes of ``instance_id``; return its rowcount."""
+        entry = self._locks.get(instance_id)
+        if entry is None:
+            entry = self._locks[instance_id] = _IdLock()
+        entry.users += 1
+        try:
+            async with entry.lock:  # taken (or queued for) before the first await: call order
+                pool = await self._ready()
+                try:
+                    # A pool in transaction mode commits when the connection goes back,
+                    # so the lock is held until then.
+                    async with pool.connection() as conn:
+                        cursor = await conn.execute(query, params)
+                        return cursor.rowcount
+                except psycopg.Error as exc:
+                    raise StorageError(
+                        f"{self!r}: {what} of instance {instance_id!r} failed: {exc}"
+                    ) from exc
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._locks[instance_id]
+
+    async def _ready(self) -> _Pool:
+        """The open pool, after the first call opened it and migrated the schema."""
+        pool = self._pool
+        if pool is not None and self._loop is asyncio.get_running_loop():
+            return pool
+        loop = asyncio.get_running_loop()
+        async with self._init_lock:
+            if self._closed:
+                raise StorageError(f"{self!r} is closed")
+            if self._pool is not None:
+                if self._loop is not loop:
+                    raise StorageError(
+                        f"{self!r} belongs to the event loop that first used it: "
+                        f"make one storage per event loop"
+                    )
+                return self._pool
+            try:
+                if self._dsn is not None:
+                    # Migrate on a connection of its own: a bad DSN fails now, with
+                    # libpq's reason, rather than as a pool timeout.
+                    async with await psycopg.AsyncConnection.connect(
+                        self._dsn, autocommit=True
+                    ) as conn:
+                        await self._migrate(conn)
+                    pool = AsyncConnectionPool(
+                        self._dsn,
+                        open=False,
+                        min_size=self._sizes[0],
+                        max_size=self._sizes[1],
+                        kwargs={"autocommit": True},
+                        name=f"hephaestus:{self.schema}",
+                    )
+                    await pool.open()
+                else:
+                    pool = self._given
+                    assert pool is not None
+                    async with pool.connection() as conn:
+                        await self._migrate(conn)
+            except psycopg.Error as exc:
+                raise StorageError(f"{self!r} cannot open its database: {exc}") from exc
+            self._loop = loop
+            self._pool = pool
+            return pool
+
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Bring the schema to the newest version, one migration per transaction."""
+        known = migrations("postgres")
+        newest = len(known)
+        cursor = conn.cursor(row_factory=tuple_row)
+        for version, text in known:
+            async with conn.transaction():
+                # Read committed: after the lock, each statement sees what the
+                # migrator before this one committed.
+                await cursor.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                await cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                await cursor.execute(
+                    "SELECT to_regnamespace(%s::text) IS NOT NULL,"
+                    " to_regclass(%s::text) IS NOT NULL",
+                    (self._schema_sql, self._version_table),
+                )
+                has_schema, has_table = await cursor.fetchone() or (False, False)
+                if not has_schema:  # checked first: CREATE ... IF NOT EXISTS needs the privilege
+                    await cursor.execute(self._create_schema)
+                if not has_table:
+                    await cursor.execute(
+                        f"CREATE TABLE {self._version_table} (version integer NOT NULL)"
+                    )
+                await cursor.execute(f"SELECT version FROM {self._version_table}")
+                row = await cursor.fetchone()
+                if row is None:
+                    await cursor.execute(f"INSERT INTO {self._version_table} VALUES (0)")
+                current = 0 if row is None else row[0]
+                if current > newest:
+                    raise StorageError(
+                        f"schema {self.schema!r} is at version {current}, newer than this "
+                        f"Hephaestus knows ({newest}): upgrade Hephaestus"
+                    )
+                if current >= version:
+                    continue
+                await cursor.execute(self._search_path)
+                await cursor.execute(text, prepare=False)  # several statements, no parameters
+                await cursor.execute(f"UPDATE {self._version_table} SET version = %s", (version,))
