@@ -43,6 +43,16 @@ from hephaestus.steps import WaitForEvent as WaitForEvent
 
 __version__ = "0.1.0.dev0"
 
+
+def __getattr__(name: str) -> object:
+    # PostgresStorage needs the `postgres` extra: import psycopg only when asked for.
+    if name == "PostgresStorage":
+        from hephaestus.runtime.storage.postgres import PostgresStorage  # noqa: PLC0415
+
+        return PostgresStorage
+    raise AttributeError(f"module 'hephaestus' has no attribute {name!r}")
+
+
 __all__ = [
     "AlreadyRunning",
     "AmbiguousResume",
@@ -63,6 +73,7 @@ __all__ = [
     "NotSerializable",
     "NotWaiting",
     "Ok",
+    "PostgresStorage",
     "Retry",
     "Route",
     "RouteError",

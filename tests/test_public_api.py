@@ -30,6 +30,7 @@ PUBLIC = [
     "NotSerializable",
     "NotWaiting",
     "Ok",
+    "PostgresStorage",
     "Retry",
     "Route",
     "RouteError",

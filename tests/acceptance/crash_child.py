@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 import anyio
-from crash_flows import CrashFlow
+from crash_flows import CrashFlow, mark_started
 
 from hephaestus import LocalRunner, SQLiteStorage, Status
 from hephaestus.runtime.storage.base import Storage
@@ -29,7 +29,7 @@ async def _start(storage: Storage, count: int) -> None:
     async with LocalRunner(storage) as runner:
         for n in range(count):
             await runner.start(CrashFlow, {"n": n, "slow": n % 5 == 0}, id=f"crash-{n:03d}")
-        print("started", flush=True)
+        mark_started()
         await anyio.sleep_forever()
 
 

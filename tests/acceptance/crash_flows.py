@@ -24,6 +24,14 @@ def _log(instance: Instance, step: str, what: str) -> None:
     os.write(_fd, f"{instance.id} {step} {what} {os.getpid()}\n".encode())
 
 
+def mark_started() -> None:
+    """Log that every instance has been started (and stored)."""
+    global _fd  # noqa: PLW0603
+    if _fd is None:
+        _fd = os.open(os.environ["HEPHAESTUS_CRASH_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(_fd, f"- - started {os.getpid()}\n".encode())
+
+
 def expected(instance_id: str, step_key: str) -> dict[str, Any]:
     """What step ``step_key`` of ``instance_id`` stores in the context."""
     return {"by": step_key, "value": f"{instance_id}/{step_key}"}

@@ -148,9 +148,9 @@ def decode(data: Mapping[str, Any]) -> Instance:
     Raises ``InstanceLoadError`` naming the instance and the workflow or step
     that can no longer be imported.
     """
-    workflow_path = data["workflow"]
+    workflow_path = data.get("workflow") if isinstance(data, Mapping) else None
     try:
-        workflow = resolve(workflow_path)
+        workflow = resolve(workflow_path)  # type: ignore[arg-type]
         if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
             raise TypeError(f"{workflow_path} is not a Workflow")
         steps: dict[str, type[Step]] = {}
@@ -189,8 +189,9 @@ def decode(data: Mapping[str, Any]) -> Instance:
             else Failure(step(error["step"]), error["kind"], error["reason"]),
         )
     except (ImportError, AttributeError, TypeError, ValueError, KeyError) as exc:
+        instance_id = data.get("id") if isinstance(data, Mapping) else None
         raise InstanceLoadError(
-            f"instance {data.get('id')!r} of workflow {workflow_path} cannot be loaded: {exc}"
+            f"instance {instance_id!r} of workflow {workflow_path} cannot be loaded: {exc!r}"
         ) from exc
 
 
@@ -201,4 +202,8 @@ def dumps(instance: Instance) -> str:
 
 def loads(text: str | bytes) -> Instance:
     """``decode`` of a JSON string."""
-    return decode(json.loads(text))
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8
+        raise InstanceLoadError(f"a stored instance is not valid JSON: {exc}") from exc
+    return decode(data)

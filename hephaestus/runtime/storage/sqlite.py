@@ -138,24 +138,20 @@ class SQLiteStorage:
         """Finish the pending work, close the database and stop the thread."""
         with self._lock:
             thread = self._thread
+            first = not self._closed
             self._closed = True
+            if thread is not None and first:
+                self._requests.put(_STOP)
         if thread is None:
             return
-        self._requests.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     # ------------------------------------------------------------------ the thread
 
     async def _call(self, op: str, arg: Any) -> Any:
-        if self._thread is None:
-            self._start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._requests.put((op, arg, future, loop))
-        return await future
-
-    def _start(self) -> None:
-        with self._lock:
+        with self._lock:  # so that nothing is queued behind the stop of aclose()
             if self._closed:
                 raise StorageError(f"{self!r} is closed")
             if self._thread is None:
@@ -163,6 +159,8 @@ class SQLiteStorage:
                     target=self._serve, name=f"hephaestus-sqlite:{self.path}", daemon=True
                 )
                 self._thread.start()
+            self._requests.put((op, arg, future, loop))
+        return await future
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -1,0 +1,174 @@
+"""The Storage contract: one suite, run against memory, SQLite and PostgreSQL."""
+
+# Tests state the expected value first: assert expected == actual.
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import attrs
+import pytest
+
+from hephaestus import Instance, Status, Storage
+
+from .conftest import GUARD, as_stored
+from .flows import OrderFlow, OrderFlowV2, RefusedFlow, lifecycle, new
+
+STAGES = lifecycle()
+
+
+def ids(instances: list[Instance]) -> list[str]:
+    return sorted(instance.id for instance in instances)
+
+
+async def fill(storage: Storage) -> None:
+    """Store one instance per stage (ids are the stage names), plus other workflows."""
+    for name, instance in STAGES.items():
+        await storage.put(attrs.evolve(instance, id=name))
+    await storage.put(new("v2-pending", OrderFlowV2))
+    await storage.put(attrs.evolve(new("refused-flow", RefusedFlow), status=Status.FAILED))
+
+
+class TestGet:
+    async def test_missing(self, storage: Storage) -> None:
+        """An id that was never stored gives None."""
+        with anyio.fail_after(GUARD):
+            assert None is await storage.get("nobody")
+
+    @pytest.mark.parametrize("stage", list(STAGES))
+    async def test_round_trip(self, storage: Storage, stage: str) -> None:
+        """A stored instance comes back equal, at every point of its life."""
+        instance = STAGES[stage]
+        with anyio.fail_after(GUARD):
+            await storage.put(instance)
+            assert as_stored(storage)(instance) == await storage.get(instance.id)
+
+
+class TestPut:
+    async def test_replaces(self, storage: Storage) -> None:
+        """A put replaces the instance with the same id."""
+        with anyio.fail_after(GUARD):
+            await storage.put(STAGES["running"])
+            await storage.put(STAGES["waiting"])
+            assert as_stored(storage)(STAGES["waiting"]) == await storage.get("order-1")
+            assert ["order-1"] == ids(await storage.query())
+
+    async def test_later_put_wins_when_concurrent(self, storage: Storage) -> None:
+        """Of puts of one id issued at once, the one called last is kept."""
+        versions = [attrs.evolve(STAGES["running"], runtime_metadata={"n": n}) for n in range(20)]
+        with anyio.fail_after(GUARD):
+            await asyncio.gather(*(storage.put(v) for v in versions))
+            assert as_stored(storage)(versions[-1]) == await storage.get("order-1")
+
+    async def test_two_concurrent_puts(self, storage: Storage) -> None:
+        """A put issued after another, while the first is still running, wins."""
+        with anyio.fail_after(GUARD):
+            await asyncio.gather(storage.put(STAGES["waiting"]), storage.put(STAGES["completed"]))
+            assert as_stored(storage)(STAGES["completed"]) == await storage.get("order-1")
+
+    async def test_many_concurrent_puts(self, storage: Storage) -> None:
+        """200 instances put at once are all stored."""
+        instances = [attrs.evolve(STAGES["joining"], id=f"bulk-{n:03}") for n in range(200)]
+        with anyio.fail_after(GUARD):
+            await asyncio.gather(*(storage.put(i) for i in instances))
+            stored = await storage.query()
+        assert ids(instances) == ids(stored)
+        assert [as_stored(storage)(i) for i in instances] == sorted(stored, key=lambda i: i.id)
+
+
+class TestDelete:
+    async def test_true_then_false(self, storage: Storage) -> None:
+        """Delete says True when it removed an instance, False when there was none."""
+        with anyio.fail_after(GUARD):
+            await storage.put(STAGES["running"])
+            assert True is await storage.delete("order-1")
+            assert False is await storage.delete("order-1")
+            assert None is await storage.get("order-1")
+
+    async def test_keeps_the_others(self, storage: Storage) -> None:
+        """Delete removes only the instance with that id."""
+        with anyio.fail_after(GUARD):
+            await fill(storage)
+            await storage.delete("waiting")
+            remaining = ids(await storage.query())
+        assert sorted([*(s for s in STAGES if s != "waiting"), "v2-pending", "refused-flow"]) == (
+            remaining
+        )
+
+    async def test_after_put_in_call_order(self, storage: Storage) -> None:
+        """A delete issued after a put of the same id, both at once, leaves nothing."""
+        with anyio.fail_after(GUARD):
+            put, deleted = await asyncio.gather(
+                storage.put(STAGES["running"]), storage.delete("order-1")
+            )
+            assert (None, True) == (put, deleted)
+            assert None is await storage.get("order-1")
+
+
+class TestQuery:
+    @pytest.mark.parametrize(
+        ("filters", "expected"),
+        [
+            pytest.param({}, [*STAGES, "v2-pending", "refused-flow"], id="no-filter"),
+            pytest.param({"id": "waiting"}, ["waiting"], id="id"),
+            pytest.param({"id": "nobody"}, [], id="unknown-id"),
+            pytest.param({"status": Status.WAITING}, ["waiting"], id="status"),
+            pytest.param({"status": "failed"}, ["failed", "refused", "refused-flow"], id="str"),
+            pytest.param(
+                {"status_in": [Status.PENDING, "waiting"]},
+                ["pending", "v2-pending", "waiting"],
+                id="status_in",
+            ),
+            pytest.param({"status_in": []}, [], id="status_in-empty"),
+            pytest.param({"workflow": OrderFlowV2}, ["v2-pending"], id="workflow"),
+            pytest.param({"workflow": RefusedFlow}, ["refused-flow"], id="workflow-other"),
+            pytest.param({"workflow_version": 2}, ["v2-pending"], id="workflow_version"),
+            pytest.param(
+                {"workflow": OrderFlow, "status": "failed"}, ["failed", "refused"], id="wf+status"
+            ),
+            pytest.param({"workflow": OrderFlow, "workflow_version": 2}, [], id="wf+other-version"),
+            pytest.param(
+                {"status_in": ["pending", "running"], "workflow_version": 1},
+                ["fanned_out", "joining", "pending", "running"],
+                id="status_in+version",
+            ),
+            pytest.param({"id": "waiting", "status": "running"}, [], id="id+status-mismatch"),
+            pytest.param(
+                {"id": "joining", "status_in": ["running"], "workflow": OrderFlow},
+                ["joining"],
+                id="id+status_in+workflow",
+            ),
+        ],
+    )
+    async def test_filters(
+        self, storage: Storage, filters: dict[str, object], expected: list[str]
+    ) -> None:
+        """A query returns the instances matching every filter given."""
+        with anyio.fail_after(GUARD):
+            await fill(storage)
+            assert sorted(expected) == ids(await storage.query(**filters))  # type: ignore[arg-type]
+
+    async def test_status_in_any_iterable(self, storage: Storage) -> None:
+        """``status_in`` takes any iterable, a generator included."""
+        with anyio.fail_after(GUARD):
+            await fill(storage)
+            found = await storage.query(status_in=(s for s in ["completed", "waiting"]))
+            assert ["completed", "waiting"] == ids(found)
+
+    async def test_returns_whole_instances(self, storage: Storage) -> None:
+        """A query returns the instances as ``get`` does."""
+        with anyio.fail_after(GUARD):
+            await fill(storage)
+            (found,) = await storage.query(id="waiting")
+            assert await storage.get("waiting") == found
+
+    async def test_empty(self, storage: Storage) -> None:
+        """An empty storage has nothing to return."""
+        with anyio.fail_after(GUARD):
+            assert [] == await storage.query()
+
+    async def test_unknown_status(self, storage: Storage) -> None:
+        """A status that does not exist is refused with ValueError."""
+        with anyio.fail_after(GUARD), pytest.raises(ValueError, match="sleeping"):
+            await storage.query(status="sleeping")

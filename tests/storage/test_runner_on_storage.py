@@ -1,0 +1,63 @@
+"""LocalRunner on each durable storage, end to end: run, refuse, recover."""
+
+# Tests state the expected value first: assert expected == actual.
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import anyio
+import pytest
+
+from hephaestus import Done, LocalRunner, NotSerializable, Status, Storage, Wait, telemetry
+from hephaestus.testing import capture_events
+
+from .conftest import GUARD
+from .flows import Charge, OrderFlow, Prepare, Reserve, Ship, lifecycle
+
+durable = pytest.mark.parametrize("storage", ["sqlite", "postgres"], indirect=True)
+
+
+@durable
+class TestRunnerOnStorage:
+    async def test_runs_to_completion(self, storage: Storage) -> None:
+        """A workflow with a fan-out and a Wait completes, and the storage holds the result."""
+        with anyio.fail_after(GUARD):
+            async with LocalRunner(storage) as runner:
+                done = await runner.run(OrderFlow, {"items": ["book"]}, id="order-1")
+            stored = await storage.get("order-1")
+        assert Status.COMPLETED == done.status
+        assert done.completed_steps == {Prepare, Charge, Reserve, Ship, Wait, Done}
+        assert stored is not None
+        assert (Status.COMPLETED, done.completed_steps) == (stored.status, stored.completed_steps)
+        assert {"amount": 30} == stored.context.steps["charge"]
+        assert {"items": ["book"]} == stored.context.steps["reserve"]
+
+    async def test_unencodable_context(self, storage: Storage) -> None:
+        """A context the storage cannot store is refused with NotSerializable; nothing is kept."""
+        with anyio.fail_after(GUARD):
+            async with LocalRunner(storage) as runner:
+                with pytest.raises(NotSerializable, match=r"context\['when'\]"):
+                    await runner.start(OrderFlow, {"when": datetime.now(UTC)}, id="order-1")
+            assert [] == await storage.query()
+
+    async def test_recovers_a_due_timer(self, storage: Storage) -> None:
+        """A runner entering on an instance whose timer is due completes it, not restarts it."""
+        waiting = lifecycle(started_at=time.time_ns() - 60 * 1_000_000_000)["waiting"]
+        with anyio.fail_after(GUARD):
+            await storage.put(waiting)
+            with capture_events() as events:
+                async with LocalRunner(storage) as runner:
+                    done = await runner.wait("order-1")
+            stored = await storage.get("order-1")
+        names = [name for name, _, _ in events]
+        resumes = [meta for name, _, meta in events if name == telemetry.step_resume_event()]
+        assert Status.COMPLETED == done.status
+        assert stored is not None
+        assert Status.COMPLETED == stored.status
+        assert telemetry.workflow_start_event() not in names
+        assert 1 == names.count(telemetry.workflow_stop_event())
+        assert [(Wait, "timeout", "timeout")] == [
+            (m["step"], m["resume_event"], m["source"]) for m in resumes
+        ]
