@@ -60,6 +60,15 @@ _new = object.__new__
 _set_state = object.__setattr__
 
 
+_ONE: dict[_StepT, frozenset[_StepT]] = {}
+
+
+def _one(step: _StepT) -> frozenset[_StepT]:
+    """``frozenset((step,))``, made once per step class: the fast path allocates no set."""
+    single = _ONE[step] = frozenset((step,))
+    return single
+
+
 def _build(cls: type[_T], state: dict[str, Any]) -> _T:
     """A frozen attrs object (of a dict-backed class) from its complete field dict.
 
@@ -84,6 +93,14 @@ class Applied(NamedTuple):
     instance: Instance
     targets: tuple[_StepT, ...]
     activated: tuple[_StepT, ...]
+
+
+def _applied(fields: tuple[Instance, tuple[_StepT, ...], tuple[_StepT, ...]]) -> Applied:
+    """An ``Applied`` without the generated ``__new__`` (a Python call) of named tuples."""
+    return _new_tuple(Applied, fields)
+
+
+_new_tuple = tuple.__new__
 
 
 def _status(active: frozenset[_StepT], waiting: frozenset[_StepT]) -> Status:
@@ -375,7 +392,7 @@ def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) 
             targets = edge.targets
             state["status"] = _RUNNING
             state["current_step"] = targets[-1]
-            state["completed_steps"] = instance.completed_steps | {step}
+            state["completed_steps"] = instance.completed_steps.union(_ONE.get(step) or _one(step))
             state["execution_history"] = (
                 *instance.execution_history,
                 _build(
@@ -383,7 +400,7 @@ def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) 
                     {"step": step, "event": ok.event, "timestamp": now, "updates": updates},
                 ),
             )
-            return Applied(_build(Instance, state), targets, targets)
+            return _applied((_build(Instance, state), targets, targets))
         return _fold_ok(
             instance,
             step,

@@ -67,6 +67,8 @@ _advance_slot = _registry._slot(names.ENGINE_ADVANCE)
 _start_slot = _registry._slot(names.STEP_START)
 _stop_slot = _registry._slot(names.STEP_STOP)
 _transition_slot = _registry._slot(names.WORKFLOW_TRANSITION)
+_workflow_start_slot = _registry._slot(names.WORKFLOW_START)
+_workflow_stop_slot = _registry._slot(names.WORKFLOW_STOP)
 
 
 class _Failed:
@@ -104,8 +106,9 @@ class _Run:
         self.persisted: Instance | None = None
         self.advances = 0
         self.completed_since = 0
-        self.done: anyio.Event | None = None
-        self.wake: anyio.Event | None = None
+        # Futures of the running loop (cheaper than events): set once, by _finish / a resume.
+        self.done: asyncio.Future[None] | None = None
+        self.wake: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.stacktrace: list[Any] | None = None  # of the failure, for workflow:exception
         self.sibling_failed = False  # a step of the current batch failed: the others stop
@@ -206,8 +209,7 @@ class LocalRunner:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(tasks)
         for run in runs:  # release the waiters: wait() raises RunnerStopped
-            if run.done is not None:
-                run.done.set()
+            _set(run.done)
 
     async def _recover(self) -> None:
         """Drive every unfinished instance of the storage; re-arm the timers of waiting ones."""
@@ -267,14 +269,15 @@ class LocalRunner:
             del self._runs[iid]
             raise
         run.persisted = instance
-        emit.workflow_start(
-            instance,
-            {
-                "initial_step": concrete.definition.start,
-                "context_keys": list(instance.context.initial),
-                "runner": type(self),
-            },
-        )
+        if _workflow_start_slot[0]:
+            emit.workflow_start(
+                instance,
+                {
+                    "initial_step": concrete.definition.start,
+                    "context_keys": list(instance.context.initial),
+                    "runner": type(self),
+                },
+            )
         self._spawn(run)
         return iid
 
@@ -291,10 +294,10 @@ class LocalRunner:
         if run is None:
             return await self.get(instance_id)
         if run.done is None:
-            run.done = anyio.Event()
+            run.done = asyncio.get_running_loop().create_future()
         done = run.done
         with anyio.fail_after(timeout):
-            await done.wait()
+            await asyncio.shield(done)
         if not run.instance.terminal:
             raise RunnerStopped(
                 f"{self!r} stopped before instance {instance_id!r} ended "
@@ -407,10 +410,8 @@ class LocalRunner:
         """The instance ended: release waiters and forget the run."""
         if self._runs.get(run.instance.id) is run:
             del self._runs[run.instance.id]
-        if run.done is not None:
-            run.done.set()
-        if run.wake is not None:
-            run.wake.set()
+        _set(run.done)
+        _set(run.wake)
 
     def _arm(self, instance: Instance) -> None:
         run = self._runs[instance.id]
@@ -451,8 +452,7 @@ class LocalRunner:
             },
         )
         emit.workflow_transition(applied.instance, step, event, list(applied.activated), {})
-        if run.wake is not None:
-            run.wake.set()
+        _set(run.wake)
 
     # ------------------------------------------------------------------ the driver
 
@@ -512,8 +512,8 @@ class LocalRunner:
                 elif active:
                     await self._batch(run, sorted(active, key=_qualname))
             elif status is _WAITING:
-                wake = run.wake = anyio.Event()
-                await wake.wait()
+                run.wake = asyncio.get_running_loop().create_future()
+                await run.wake
                 run.wake = None
                 continue
             else:
@@ -737,15 +737,16 @@ class LocalRunner:
         if self._runs.get(instance.id) is not run:
             return  # already finished (cancelled)
         if instance.status is Status.COMPLETED:
-            emit.workflow_stop(
-                instance,
-                {
-                    "step_count": len(instance.completed_steps),
-                    "advance_count": run.advances,
-                    "completed_steps": sorted(instance.completed_steps, key=_qualname),
-                    "runner": type(self),
-                },
-            )
+            if _workflow_stop_slot[0]:
+                emit.workflow_stop(
+                    instance,
+                    {
+                        "step_count": len(instance.completed_steps),
+                        "advance_count": run.advances,
+                        "completed_steps": sorted(instance.completed_steps, key=_qualname),
+                        "runner": type(self),
+                    },
+                )
         elif instance.status is Status.FAILED and instance.error is not None:
             error = instance.error
             emit.workflow_exception(
@@ -765,6 +766,11 @@ class LocalRunner:
 
 class _StepTimeout(Exception):
     """A step ran past its ``timeout``."""
+
+
+def _set(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _qualname(step: type[Step]) -> str:
