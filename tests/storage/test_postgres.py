@@ -29,6 +29,8 @@ from psycopg.rows import dict_row  # noqa: E402
 from hephaestus.runtime.storage import postgres as postgres_module  # noqa: E402
 from hephaestus.runtime.storage.postgres import PostgresStorage  # noqa: E402
 
+NEWEST = len(postgres_module.migrations("postgres"))
+
 STAGES = lifecycle()
 
 
@@ -64,12 +66,20 @@ class TestSchema:
             indexes = await rows(
                 postgres_dsn, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", pg_schema
             )
-        assert {"heph_instances", "heph_schema_version"} == {t for (t,) in tables}
-        expected = {"heph_instances_pkey", "heph_instances_status", "heph_instances_workflow"}
-        assert expected == {i for (i,) in indexes}
+        assert {"heph_instances", "heph_schema_version", "heph_step_results"} == {
+            t for (t,) in tables
+        }
+        assert {
+            "heph_instances_pkey",
+            "heph_instances_status",
+            "heph_instances_workflow",
+            "heph_step_results_pkey",
+            "heph_step_results_pending",
+            "heph_step_results_instance_id_step_activation_slot_key",
+        } == {i for (i,) in indexes}
 
     async def test_version_row(self, storage: PostgresStorage, postgres_dsn: str) -> None:
-        """The schema is at version 1, in one row."""
+        """The schema is at the newest version, in one row."""
         with anyio.fail_after(GUARD):
             found = await rows(
                 postgres_dsn,
@@ -77,7 +87,7 @@ class TestSchema:
                     table(storage.schema, "heph_schema_version")
                 ),
             )
-        assert [(1,)] == found
+        assert [(NEWEST,)] == found
 
     async def test_columns(self, storage: PostgresStorage, postgres_dsn: str) -> None:
         """A row holds the id, the workflow's path, version, status, and the state as jsonb."""
@@ -120,7 +130,7 @@ class TestSchema:
                     "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
                     schema,
                 )
-            assert [(2,)] == tables
+            assert [(3,)] == tables  # instances, step results, schema version
         finally:
             await drop_schema(postgres_dsn, schema)
 
@@ -149,7 +159,7 @@ class TestMigrations:
                         table(pg_schema, "heph_schema_version")
                     ),
                 )
-            assert [(1,)] == versions
+            assert [(NEWEST,)] == versions
         finally:
             await first.aclose()
             await second.aclose()
@@ -180,11 +190,14 @@ class TestMigrations:
         self, postgres_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A schema at the newest version runs no migration again."""
+        real = postgres_module.migrations("postgres")
         with anyio.fail_after(GUARD):
             async with PostgresStorage(postgres_dsn, schema=pg_schema) as storage:
                 await storage.put(STAGES["running"])
             monkeypatch.setattr(
-                postgres_module, "migrations", lambda backend: [(1, "CREATE TABLE again (x int)")]
+                postgres_module,
+                "migrations",
+                lambda backend: [*real[:-1], (NEWEST, "CREATE TABLE again (x int)")],
             )
             async with PostgresStorage(postgres_dsn, schema=pg_schema) as storage:
                 assert 1 == len(await storage.query())
@@ -202,7 +215,10 @@ class TestMigrations:
             monkeypatch.setattr(
                 postgres_module,
                 "migrations",
-                lambda backend: [*real, (2, "ALTER TABLE heph_instances ADD COLUMN note text;")],
+                lambda backend: [
+                    *real,
+                    (NEWEST + 1, "ALTER TABLE heph_instances ADD COLUMN note text;"),
+                ],
             )
             async with PostgresStorage(postgres_dsn, schema=pg_schema) as storage:
                 assert 1 == len(await storage.query())
@@ -212,7 +228,7 @@ class TestMigrations:
                     table(pg_schema, "heph_instances"), table(pg_schema, "heph_schema_version")
                 ),
             )
-        assert [(2, None)] == found
+        assert [(NEWEST + 1, None)] == found
 
     async def test_failed_migration_rolls_back(
         self, postgres_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
@@ -220,7 +236,9 @@ class TestMigrations:
         """A migration that fails changes nothing, and the storage says so."""
         real = postgres_module.migrations("postgres")
         bad = "CREATE TABLE half_done (x int); SELECT 1 / 0;"
-        monkeypatch.setattr(postgres_module, "migrations", lambda backend: [*real, (2, bad)])
+        monkeypatch.setattr(
+            postgres_module, "migrations", lambda backend: [*real, (NEWEST + 1, bad)]
+        )
         storage = PostgresStorage(postgres_dsn, schema=pg_schema)
         try:
             with anyio.fail_after(GUARD), pytest.raises(StorageError, match="division by zero"):
@@ -234,7 +252,7 @@ class TestMigrations:
             ),
             f"{pg_schema}.half_done",
         )
-        assert [(1, None)] == found  # version 1 committed on its own; version 2 rolled back
+        assert [(NEWEST, None)] == found  # the released ones committed; the bad one rolled back
 
     async def test_newer_version(self, postgres_dsn: str, pg_schema: str) -> None:
         """A schema at a newer version than this Hephaestus knows is refused."""
@@ -243,13 +261,16 @@ class TestMigrations:
                 await storage.put(STAGES["running"])
             await rows(
                 postgres_dsn,
-                sql.SQL("UPDATE {} SET version = 2").format(
+                sql.SQL("UPDATE {} SET version = %s").format(
                     table(pg_schema, "heph_schema_version")
                 ),
+                NEWEST + 1,
             )
             storage = PostgresStorage(postgres_dsn, schema=pg_schema)
             try:
-                with pytest.raises(StorageError, match="version 2, newer than this Hephaestus"):
+                with pytest.raises(
+                    StorageError, match=f"version {NEWEST + 1}, newer than this Hephaestus"
+                ):
                     await storage.get("order-1")
             finally:
                 await storage.aclose()
