@@ -294,7 +294,7 @@ class TestFailures:
             await storage.put(STAGES["running"])
             await rows(
                 postgres_dsn,
-                sql.SQL("DROP TABLE {}").format(table(storage.schema, "heph_instances")),
+                sql.SQL("DROP TABLE {} CASCADE").format(table(storage.schema, "heph_instances")),
             )
             calls = [
                 storage.put(STAGES["waiting"]),
