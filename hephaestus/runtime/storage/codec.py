@@ -29,7 +29,16 @@ from hephaestus.core.step import Step
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, NotSerializable
 
-__all__ = ["decode", "dumps", "encode", "import_path", "loads", "resolve"]
+__all__ = [
+    "decode",
+    "dumps",
+    "encode",
+    "encode_value",
+    "import_path",
+    "loads",
+    "reason_text",
+    "resolve",
+]
 
 FORMAT = 1
 """The version of the encoded form, stored with it as ``"format"``."""
@@ -82,6 +91,16 @@ def _check(value: Any, where: str) -> Any:
         f"{where} is a {kind.__qualname__} ({value!r:.80}), which a durable storage cannot "
         f"store as JSON"
     )
+
+
+def encode_value(value: Any, where: str) -> Any:
+    """``value`` as JSON data; raises ``NotSerializable`` naming ``where`` and the key."""
+    return _check(value, where)
+
+
+def reason_text(reason: object) -> Any:
+    """A failure's reason as JSON: itself when it is JSON, else text."""
+    return _reason(reason)
 
 
 def _reason(reason: object) -> Any:

@@ -205,6 +205,10 @@ class PostgresStorage:
                 _logger.warning("instance skipped", instance_id=row_id, reason=str(exc))
         return found
 
+    async def migrate(self) -> None:
+        """Create the schema and bring its tables to the newest version (first use does it too)."""
+        await self._ready()
+
     async def aclose(self) -> None:
         """Close the pool if the storage made it; later calls raise ``StorageError``."""
         self._closed = True

@@ -1,0 +1,452 @@
+"""The distributed runner's procrastinate tasks: advance, execute_step, resume_timeout, reconcile.
+
+- ``heph.advance(instance_id)`` (lock ``heph:<id>``: one at a time per
+  instance, in order) takes the instance's row lock, applies the unprocessed
+  step results with the pure engine, stores the instance and, in the same
+  transaction, defers a step job for each newly activated step and a timer
+  job for each new timer.
+- ``heph.execute_step(instance_id, step)`` (no lock: steps run in parallel)
+  runs the step's ``execute`` outside any transaction, then records its
+  outcome and defers an advance in one transaction. Retries follow the step's
+  ``retry``; the last attempt records the failure itself.
+- ``heph.resume_timeout(instance_id, step, event)`` (scheduled, no lock)
+  records a resume unless one came first.
+- ``heph.reconcile()`` (periodic) retries the jobs of dead workers and defers
+  an advance for any instance with results nobody will apply.
+
+Telemetry is emitted after each commit, in the process where the work ran.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import procrastinate
+import structlog
+
+from hephaestus import telemetry as emit
+from hephaestus.core import engine
+from hephaestus.core.instance import Instance, Status
+from hephaestus.core.step import Async, Error, Ok, Step
+from hephaestus.distributed._backend import Backend
+from hephaestus.exceptions import HephaestusError
+from hephaestus.runtime.storage import codec
+
+__all__ = ["QUEUE", "Jobs", "StepRetry"]
+
+QUEUE = "heph"
+_logger = structlog.get_logger("hephaestus.distributed")
+
+
+def _utc(ns: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
+
+
+class _GaveUp(Exception):
+    """The last attempt of a step failed; its failure is recorded: do not retry."""
+
+
+class StepRetry(procrastinate.BaseRetryStrategy):
+    """Retries from the step's own ``Retry``: total attempts as the reference counts them.
+
+    ``job.attempts`` is the number of previous runs (0 on the first), so the
+    run that just failed was attempt ``job.attempts + 1``.
+    """
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate.jobs.Job
+    ) -> procrastinate.RetryDecision | None:
+        if isinstance(exception, _GaveUp):
+            return None
+        try:
+            step: type[Step] = codec.resolve(str(job.task_kwargs["step"]))
+        except Exception:  # the step moved: nothing to retry with
+            return None
+        retry = step.retry
+        attempt = job.attempts + 1
+        if retry is None or attempt >= retry.max_attempts:
+            return None
+        delay = retry.delay(attempt, random.random())
+        return procrastinate.RetryDecision(retry_at=_utc(time.time_ns() + int(delay * 1e9)))
+
+
+class _AdvanceRetry(procrastinate.BaseRetryStrategy):
+    """An advance that failed (a lost connection, a deadlock) is retried, capped."""
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate.jobs.Job
+    ) -> procrastinate.RetryDecision | None:
+        if job.attempts >= 20:
+            return None
+        delay = min(0.05 * 2**job.attempts, 10.0)
+        return procrastinate.RetryDecision(retry_at=_utc(time.time_ns() + int(delay * 1e9)))
+
+
+class Jobs:
+    """The task bodies, bound to one process's backend."""
+
+    def __init__(self, backend: Backend, runner: object) -> None:
+        self.backend = backend
+        self.runner = runner
+        app = backend.app
+        self.advance_task = app.task(
+            name="heph.advance", queue=QUEUE, pass_context=True, retry=_AdvanceRetry()
+        )(self._advance_job)
+        self.step_task = app.task(
+            name="heph.execute_step", queue=QUEUE, pass_context=True, retry=StepRetry()
+        )(self._step_job)
+        self.timer_task = app.task(name="heph.resume_timeout", queue=QUEUE, pass_context=True)(
+            self._timer_job
+        )
+
+    # ------------------------------------------------------------------ deferring
+
+    async def defer_advance(self, conn: Any, instance_id: str) -> None:
+        await self.advance_task.configure(
+            connection=conn, lock=f"heph:{instance_id}", priority=10
+        ).defer_async(instance_id=instance_id)
+
+    async def defer_timer(self, conn: Any, instance_id: str, step: type[Step], due: int) -> None:
+        await self.timer_task.configure(connection=conn, schedule_at=_utc(due)).defer_async(
+            instance_id=instance_id, step=codec.import_path(step), event="timeout"
+        )
+
+    # ------------------------------------------------------------------ advance
+
+    async def _advance_job(self, context: procrastinate.JobContext, instance_id: str) -> None:
+        backend = self.backend
+        notes: list[tuple[Any, ...]] = []
+        async with backend.pool.connection() as conn, conn.transaction():
+            loaded = await backend.load(conn, instance_id, lock=True)
+            if loaded is None:
+                return
+            instance, advances = loaded
+            rows = await backend.pending(conn, instance_id)
+            before = instance
+            if instance.terminal:
+                await backend.processed(conn, [row["id"] for row in rows])
+                return
+            if not rows and instance.status is not Status.PENDING:
+                return  # an earlier advance applied everything
+            failure: list[Any] | None = None
+            for row in rows:
+                instance, failure = self._apply(instance, row, notes, failure)
+                if instance.terminal:
+                    break
+            t0 = time.monotonic_ns()
+            status_before = instance.status
+            instance = engine.advance(instance)
+            duration = time.monotonic_ns() - t0
+            advances += 1
+            await backend.processed(conn, [row["id"] for row in rows])
+            await backend.update(conn, instance, advances)
+            for step in sorted(instance.active_steps - before.active_steps, key=_qualname):
+                await self.step_task.configure(connection=conn).defer_async(
+                    instance_id=instance_id, step=codec.import_path(step)
+                )
+            for step, timer in instance.timers.items():
+                if before.timers.get(step) != timer:
+                    await self.defer_timer(conn, instance_id, step, timer.due)
+            if instance.terminal:
+                await backend.cancel_todo(conn, instance_id, keep=context.job.id)
+        # Committed: now tell the world.
+        for at, step, event, activated in notes:
+            emit.workflow_transition(at, step, event, list(activated), {})
+        emit.engine_advance(
+            instance,
+            duration,
+            {
+                "iteration": advances,
+                "status_before": status_before,
+                "status_after": instance.status,
+                "active_steps_count": len(instance.active_steps),
+                "completed_in_advance": len(notes),
+                "runner": type(self.runner),
+            },
+        )
+        if instance.terminal and not before.terminal:
+            await backend.abort_doing(instance_id, keep=context.job.id)
+            self._ended(instance, advances, failure)
+
+    def _apply(
+        self,
+        instance: Instance,
+        row: Mapping[str, Any],
+        notes: list[tuple[Any, ...]],
+        failure: list[Any] | None,
+    ) -> tuple[Instance, list[Any] | None]:
+        """Apply one result row if it still matches the instance; a stale one changes nothing."""
+        step: type[Step] = codec.resolve(row["step"])
+        kind = row["kind"]
+        now = time.time_ns()
+        try:
+            if kind == "completed" and step in instance.active_steps:
+                ok = Ok(row["event"], row["updates"], row["metadata"])
+                applied = engine.apply_result(instance, step, ok, now=now)
+                notes.append((applied.instance, step, ok.event, applied.activated))
+                return applied.instance, failure
+            if kind == "async" and step in instance.active_steps:
+                return engine.apply_result(instance, step, Async(), now=now).instance, failure
+            if kind == "resumed" and step in instance.waiting_steps:
+                applied = engine.resume_step(instance, step, row["event"], now=now)
+                notes.append((applied.instance, step, row["event"], applied.activated))
+                return applied.instance, failure
+            if kind == "failed" and step in instance.active_steps:
+                error = row["error"] or {}
+                failed = engine.fail_step(
+                    instance, step, error.get("kind", "exception"), error.get("reason")
+                )
+                return failed, error.get("stacktrace")
+        except HephaestusError as exc:  # a route that chose badly: the step fails
+            return engine.fail_step(instance, step, "exception", exc), None
+        except Exception as exc:  # a route's chooser raised
+            frames = [str(f) for f in traceback.extract_tb(exc.__traceback__)]
+            return engine.fail_step(instance, step, "exception", exc), frames
+        return instance, failure  # stale: the step is no longer there to receive it
+
+    def _ended(self, instance: Instance, advances: int, stacktrace: list[Any] | None) -> None:
+        if instance.status is Status.COMPLETED:
+            emit.workflow_stop(
+                instance,
+                {
+                    "step_count": len(instance.completed_steps),
+                    "advance_count": advances,
+                    "completed_steps": sorted(instance.completed_steps, key=_qualname),
+                    "runner": type(self.runner),
+                },
+            )
+        elif instance.status is Status.FAILED and instance.error is not None:
+            error = instance.error
+            emit.workflow_exception(
+                instance,
+                error.kind,
+                error.reason,
+                stacktrace,
+                {
+                    "failed_step": error.step,
+                    "step_count": len(instance.completed_steps),
+                    "advance_count": advances,
+                    "runner": type(self.runner),
+                },
+            )
+
+    # ------------------------------------------------------------------ execute_step
+
+    async def _step_job(
+        self, context: procrastinate.JobContext, instance_id: str, step: str
+    ) -> None:
+        backend = self.backend
+        step_cls: type[Step] = codec.resolve(step)
+        async with backend.pool.connection() as conn:
+            loaded = await backend.load(conn, instance_id, lock=False)
+            if loaded is None:
+                return
+            instance = loaded[0]
+            if instance.terminal or step_cls not in instance.active_steps:
+                return  # stale: cancelled, failed, or applied already
+            if await backend.has_outcome(conn, instance_id, step):
+                return  # an earlier run recorded it together with its advance
+        job = context.job
+        attempt = job.attempts + 1
+        emit.step_start(
+            instance,
+            step_cls,
+            {
+                "step_key": step_cls.step_key,
+                "concurrent": len(instance.active_steps) > 1,
+                "active_steps_count": len(instance.active_steps),
+                "attempt": attempt,
+                "runner": type(self.runner),
+            },
+        )
+        t0 = time.monotonic_ns()
+        extra = {"step_key": step_cls.step_key, "attempt": attempt}
+        try:
+            result = await _call(step_cls, instance)
+        except Exception as exc:
+            duration = time.monotonic_ns() - t0
+            timeout = isinstance(exc, TimeoutError) and step_cls.timeout is not None
+            kind = "timeout" if timeout else "exception"
+            frames = None if timeout else [str(f) for f in traceback.extract_tb(exc.__traceback__)]
+            retry = step_cls.retry
+            last = retry is None or attempt >= retry.max_attempts
+            emit.step_exception(instance, step_cls, duration, kind, exc, frames, extra)
+            if not last:
+                raise  # procrastinate retries it, after StepRetry's backoff
+            await self._record_failure(instance_id, step, kind, exc, frames, duration, job.id)
+            raise _GaveUp(f"step {step_cls.__qualname__} failed for good: {exc!r}") from exc
+        duration = time.monotonic_ns() - t0
+        try:
+            engine.check_result(instance, step_cls, result)
+        except HephaestusError as exc:
+            emit.step_exception(instance, step_cls, duration, "invalid_result", exc, None, extra)
+            await self._record_failure(
+                instance_id, step, "invalid_result", exc, None, duration, job.id
+            )
+            return
+        if type(result) is Error:
+            emit.step_exception(instance, step_cls, duration, "error", result.reason, None, extra)
+            await self._record_failure(
+                instance_id, step, "error", result.reason, None, duration, job.id
+            )
+            return
+        try:
+            async with backend.pool.connection() as conn, conn.transaction():
+                if type(result) is Ok:
+                    inserted = await backend.record(
+                        conn,
+                        instance_id,
+                        step,
+                        "completed",
+                        event=result.event,
+                        updates=None if result.updates is None else codec.encode_value(
+                            result.updates, f"the updates of {step_cls.__qualname__}"
+                        ),
+                        metadata=None if not result.metadata else codec.encode_value(
+                            result.metadata, f"the metadata of {step_cls.__qualname__}"
+                        ),
+                        duration=duration,
+                        job_id=job.id,
+                    )  # fmt: skip
+                else:
+                    inserted = await backend.record(
+                        conn, instance_id, step, "async", duration=duration, job_id=job.id
+                    )
+                if inserted:
+                    await self.defer_advance(conn, instance_id)
+        except HephaestusError as exc:  # updates a durable store cannot keep
+            emit.step_exception(instance, step_cls, duration, "invalid_result", exc, None, extra)
+            await self._record_failure(
+                instance_id, step, "invalid_result", exc, None, duration, job.id
+            )
+            return
+        if type(result) is Ok:
+            edge = instance.workflow.definition.edges.get(step_cls, {}).get(result.event)
+            emit.step_stop(
+                instance,
+                step_cls,
+                duration,
+                {
+                    **extra,
+                    "event": result.event,
+                    "has_context_updates": result.updates is not None,
+                    "has_metadata_updates": bool(result.metadata),
+                    "transitions_to": [] if edge is None or edge.route else list(edge.targets),
+                },
+            )
+        else:
+            emit.step_async(
+                instance, step_cls, duration, {**extra, "instance_status": Status.WAITING}
+            )
+
+    async def _record_failure(
+        self,
+        instance_id: str,
+        step: str,
+        kind: str,
+        reason: object,
+        stacktrace: list[str] | None,
+        duration: int,
+        job_id: int | None,
+    ) -> None:
+        error = {"kind": kind, "reason": codec.reason_text(reason), "stacktrace": stacktrace}
+        async with self.backend.pool.connection() as conn, conn.transaction():
+            if await self.backend.record(
+                conn, instance_id, step, "failed", error=error, duration=duration, job_id=job_id
+            ):
+                await self.defer_advance(conn, instance_id)
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer_job(
+        self, context: procrastinate.JobContext, instance_id: str, step: str, event: str
+    ) -> None:
+        backend = self.backend
+        step_cls: type[Step] = codec.resolve(step)
+        async with backend.pool.connection() as conn, conn.transaction():
+            loaded = await backend.load(conn, instance_id, lock=False)
+            if loaded is None or loaded[0].terminal:
+                return
+            instance = loaded[0]
+            parks = await backend.unprocessed_parks(conn, instance_id)
+            if step_cls not in instance.waiting_steps and step not in parks:
+                return  # resumed already, or never parked
+            if not await backend.record(
+                conn, instance_id, step, "resumed", event=event, source="timeout",
+                job_id=context.job.id,
+            ):  # fmt: skip
+                return  # an external resume came first
+            parked = await backend.parked_at(conn, instance_id, step)
+            await self.defer_advance(conn, instance_id)
+        emit.step_resume(
+            instance,
+            step_cls,
+            {
+                "step_key": step_cls.step_key,
+                "resume_event": event,
+                "source": "timeout",
+                "wait_duration": _since(parked),
+                "runner": type(self.runner),
+            },
+        )
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def reconcile(self, seconds_since_heartbeat: float) -> int:
+        """Retry the jobs of dead workers; defer advances nobody will run. Returns jobs retried."""
+        manager = self.backend.app.job_manager
+        retried = 0
+        for job in await manager.get_stalled_jobs(
+            queue=QUEUE, seconds_since_heartbeat=seconds_since_heartbeat
+        ):
+            try:
+                await manager.retry_job(job)
+                retried += 1
+            except Exception as exc:  # another reconciler won, or the job moved on
+                _logger.info("stalled job not retried", job_id=job.id, reason=str(exc))
+        async with self.backend.pool.connection() as conn:
+            cursor = await conn.execute(
+                """
+                SELECT DISTINCT r.instance_id FROM heph_step_results r
+                WHERE r.processed_at IS NULL AND NOT EXISTS (
+                    SELECT 1 FROM procrastinate_jobs j
+                    WHERE j.task_name = 'heph.advance' AND j.status IN ('todo', 'doing')
+                      AND j.args->>'instance_id' = r.instance_id)
+                """
+            )
+            orphans = [instance_id for (instance_id,) in await cursor.fetchall()]
+            for instance_id in orphans:
+                async with conn.transaction():
+                    await self.defer_advance(conn, instance_id)
+        return retried
+
+
+async def _call(step: type[Step], instance: Instance) -> Any:
+    """Run ``execute`` (awaited, inline, or in a thread) under the step's timeout."""
+    obj = step()
+    config = instance.step_configs.get(step)
+    with anyio.fail_after(step.timeout):
+        if step.blocking:
+            return await anyio.to_thread.run_sync(
+                obj.execute, instance, config, instance.context, abandon_on_cancel=True
+            )
+        result = obj.execute(instance, config, instance.context)
+        if hasattr(result, "__await__"):
+            result = await result
+        return result
+
+
+def _since(at: datetime.datetime | None) -> int:
+    if at is None:
+        return 0
+    return max(int((time.time() - at.timestamp()) * 1e9), 0)
+
+
+def _qualname(step: type[Step]) -> str:
+    return step.__qualname__
