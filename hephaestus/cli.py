@@ -1,8 +1,9 @@
-"""The ``hephaestus`` command: ``hephaestus demo``."""
+"""The ``hephaestus`` command: ``demo``; for the distributed runner, ``worker`` and ``db migrate``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -55,6 +56,39 @@ async def _run_demo_on(path: str) -> list[Instance]:
         return await run_demo(storage)
 
 
+def _dsn(args: argparse.Namespace) -> str:
+    dsn: str | None = args.dsn or os.environ.get("HEPHAESTUS_DSN")
+    if not dsn:
+        raise SystemExit("hephaestus: give --dsn or set HEPHAESTUS_DSN")
+    return dsn
+
+
+def _worker(args: argparse.Namespace) -> int:
+    # The distributed extra is optional: import it only for the commands that need it.
+    from hephaestus.distributed import Worker  # noqa: PLC0415
+
+    _configure_logging(args.verbose)
+    for module in args.imports:  # the workflows' modules, so that their steps are known
+        importlib.import_module(module)
+    if args.log_events:
+        LogHandler.attach()
+    worker = Worker(_dsn(args), schema=args.schema, concurrency=args.concurrency, name=args.name)
+    anyio.run(worker.run)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from hephaestus.distributed import make_pool, migrate  # noqa: PLC0415
+
+    async def run() -> None:
+        async with make_pool(_dsn(args), args.schema, 2) as pool:
+            await migrate(pool, args.schema)
+
+    anyio.run(run)
+    print(f"schema {args.schema!r} is up to date")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen command."""
     parser = argparse.ArgumentParser(prog="hephaestus", description=__doc__)
@@ -65,6 +99,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--db", help="the SQLite file to keep the instances in (default: a temporary one)"
     )
     demo.set_defaults(func=_demo)
+
+    def database(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--dsn", help="the PostgreSQL DSN (default: $HEPHAESTUS_DSN)")
+        command.add_argument("--schema", default="hephaestus", help="the PostgreSQL schema")
+
+    worker = commands.add_parser("worker", help="run the distributed runner's jobs")
+    database(worker)
+    worker.add_argument("--concurrency", type=int, default=4, help="jobs run at once")
+    worker.add_argument("--name", help="the worker's name in telemetry and procrastinate")
+    worker.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import this module first (repeatable)",
+    )  # fmt: skip
+    worker.add_argument("--log-events", action="store_true", help="attach the LogHandler")
+    worker.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    worker.set_defaults(func=_worker)
+
+    db = commands.add_parser("db", help="manage the distributed runner's database")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_migrate = db_commands.add_parser("migrate", help="create or upgrade the schema")
+    database(db_migrate)
+    db_migrate.set_defaults(func=_migrate)
+
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

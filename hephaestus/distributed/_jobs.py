@@ -20,6 +20,7 @@ Telemetry is emitted after each commit, in the process where the work ran.
 from __future__ import annotations
 
 import datetime
+import os
 import random
 import time
 import traceback
@@ -128,6 +129,8 @@ class Jobs:
                 return
             instance, advances = loaded
             rows = await backend.pending(conn, instance_id)
+            if _PAUSE_IN_ADVANCE and rows:
+                await _pause_in_advance(instance_id)
             before = instance
             if instance.terminal:
                 await backend.processed(conn, [row["id"] for row in rows])
@@ -440,6 +443,20 @@ async def _call(step: type[Step], instance: Instance) -> Any:
         if hasattr(result, "__await__"):
             result = await result
         return result
+
+
+# A hook for the crash tests only: with HEPHAESTUS_TEST_PAUSE_IN_ADVANCE=<seconds>,
+# an advance that has taken its row lock and read its results logs a line to
+# HEPHAESTUS_TEST_ADVANCE_LOG and sleeps, so that a test can kill the worker there.
+_PAUSE_IN_ADVANCE = float(os.environ.get("HEPHAESTUS_TEST_PAUSE_IN_ADVANCE", "0") or 0)
+
+
+async def _pause_in_advance(instance_id: str) -> None:
+    log = os.environ.get("HEPHAESTUS_TEST_ADVANCE_LOG")
+    if log:
+        with open(log, "a") as file:  # noqa: ASYNC230  # a test hook: one short line
+            file.write(f"{instance_id} advance {os.getpid()}\n")
+    await anyio.sleep(_PAUSE_IN_ADVANCE)
 
 
 def _since(at: datetime.datetime | None) -> int:
