@@ -1,4 +1,4 @@
-"""The ``hephaestus`` command: ``demo``; for the distributed runner, ``worker`` and ``db migrate``."""
+"""The ``hephaestus`` command: ``demo``; ``worker`` and ``db migrate`` (distributed runner)."""
 
 from __future__ import annotations
 
