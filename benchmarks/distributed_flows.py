@@ -1,4 +1,4 @@
-"""The workflows of the distributed benchmark: module-level, so that worker processes import them."""
+"""Workflows of the distributed benchmark, module-level: the worker processes import them."""
 
 from __future__ import annotations
 
