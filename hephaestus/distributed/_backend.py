@@ -103,10 +103,13 @@ class Backend:
     # ------------------------------------------------------------------ instances
 
     async def load(
-        self, conn: Conn, instance_id: str, *, lock: bool
+        self, conn: Conn, instance_id: str, *, lock: bool, nowait: bool = False
     ) -> tuple[Instance, int] | None:
-        """The instance and its advance count; ``lock`` takes the row (FOR NO KEY UPDATE)."""
-        suffix = " FOR NO KEY UPDATE" if lock else ""
+        """The instance and its advance count; ``lock`` takes the row (FOR NO KEY UPDATE).
+
+        With ``nowait``, a row another transaction holds raises ``LockNotAvailable``.
+        """
+        suffix = (" FOR NO KEY UPDATE" + (" NOWAIT" if nowait else "")) if lock else ""
         cursor = await conn.execute(
             "SELECT state, advance_count FROM heph_instances WHERE id = %s" + suffix,
             (instance_id,),

@@ -28,14 +28,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import attrs
 import procrastinate
+import psycopg
 import structlog
 
 from hephaestus import telemetry as emit
 from hephaestus.core import engine
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.step import Async, Error, Ok, Step
-from hephaestus.distributed._backend import Backend
+from hephaestus.distributed._backend import Backend, Conn
 from hephaestus.exceptions import HephaestusError
 from hephaestus.runtime.storage import codec
 
@@ -47,6 +49,19 @@ _logger = structlog.get_logger("hephaestus.distributed")
 
 def _utc(ns: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
+
+
+@attrs.frozen
+class _Advanced:
+    """What one advance did, for the telemetry emitted after its commit."""
+
+    before: Instance
+    instance: Instance
+    notes: list[tuple[Any, ...]]
+    advances: int
+    duration: int
+    status_before: Status
+    failure: list[Any] | None
 
 
 class _GaveUp(Exception):
@@ -121,61 +136,79 @@ class Jobs:
     # ------------------------------------------------------------------ advance
 
     async def _advance_job(self, context: procrastinate.JobContext, instance_id: str) -> None:
+        async with self.backend.pool.connection() as conn, conn.transaction():
+            advanced = await self._advance(conn, instance_id, job_id=context.job.id)
+        if advanced is not None:
+            await self._announce(advanced, context.job.id)
+
+    async def _advance(
+        self, conn: Conn, instance_id: str, *, job_id: int | None, nowait: bool = False
+    ) -> _Advanced | None:
+        """One engine advance, inside the caller's transaction; None when there was nothing to do.
+
+        Takes the instance's row lock (``nowait``: raise ``LockNotAvailable``
+        rather than wait for another advance), applies the unprocessed results
+        in order, stores the instance, and defers the step jobs of the newly
+        activated steps and the timer jobs of new timers.
+        """
         backend = self.backend
-        notes: list[tuple[Any, ...]] = []
-        async with backend.pool.connection() as conn, conn.transaction():
-            loaded = await backend.load(conn, instance_id, lock=True)
-            if loaded is None:
-                return
-            instance, advances = loaded
-            rows = await backend.pending(conn, instance_id)
-            if _PAUSE_IN_ADVANCE and rows:
-                await _pause_in_advance(instance_id)
-            before = instance
-            if instance.terminal:
-                await backend.processed(conn, [row["id"] for row in rows])
-                return
-            if not rows and instance.status is not Status.PENDING:
-                return  # an earlier advance applied everything
-            failure: list[Any] | None = None
-            for row in rows:
-                instance, failure = self._apply(instance, row, notes, failure)
-                if instance.terminal:
-                    break
-            t0 = time.monotonic_ns()
-            status_before = instance.status
-            instance = engine.advance(instance)
-            duration = time.monotonic_ns() - t0
-            advances += 1
+        loaded = await backend.load(conn, instance_id, lock=True, nowait=nowait)
+        if loaded is None:
+            return None
+        instance, advances = loaded
+        rows = await backend.pending(conn, instance_id)
+        if _PAUSE_IN_ADVANCE and rows:
+            await _pause_in_advance(instance_id)
+        before = instance
+        if instance.terminal:
             await backend.processed(conn, [row["id"] for row in rows])
-            await backend.update(conn, instance, advances)
-            for step in sorted(instance.active_steps - before.active_steps, key=_qualname):
-                await self.step_task.configure(connection=conn).defer_async(
-                    instance_id=instance_id, step=codec.import_path(step)
-                )
-            for step, timer in instance.timers.items():
-                if before.timers.get(step) != timer:
-                    await self.defer_timer(conn, instance_id, step, timer.due)
+            return None
+        if not rows and instance.status is not Status.PENDING:
+            return None  # an earlier advance applied everything
+        notes: list[tuple[Any, ...]] = []
+        failure: list[Any] | None = None
+        for row in rows:
+            instance, failure = self._apply(instance, row, notes, failure)
             if instance.terminal:
-                await backend.cancel_todo(conn, instance_id, keep=context.job.id)
-        # Committed: now tell the world.
-        for at, step, event, activated in notes:
+                break
+        t0 = time.monotonic_ns()
+        status_before = instance.status
+        instance = engine.advance(instance)
+        duration = time.monotonic_ns() - t0
+        advances += 1
+        await backend.processed(conn, [row["id"] for row in rows])
+        await backend.update(conn, instance, advances)
+        for step in sorted(instance.active_steps - before.active_steps, key=_qualname):
+            await self.step_task.configure(connection=conn).defer_async(
+                instance_id=instance_id, step=codec.import_path(step)
+            )
+        for step, timer in instance.timers.items():
+            if before.timers.get(step) != timer:
+                await self.defer_timer(conn, instance_id, step, timer.due)
+        if instance.terminal:
+            await backend.cancel_todo(conn, instance_id, keep=job_id)
+        return _Advanced(before, instance, notes, advances, duration, status_before, failure)
+
+    async def _announce(self, advanced: _Advanced, job_id: int | None) -> None:
+        """After the commit: the advance's telemetry, and the end of the workflow."""
+        instance = advanced.instance
+        for at, step, event, activated in advanced.notes:
             emit.workflow_transition(at, step, event, list(activated), {})
         emit.engine_advance(
             instance,
-            duration,
+            advanced.duration,
             {
-                "iteration": advances,
-                "status_before": status_before,
+                "iteration": advanced.advances,
+                "status_before": advanced.status_before,
                 "status_after": instance.status,
                 "active_steps_count": len(instance.active_steps),
-                "completed_in_advance": len(notes),
+                "completed_in_advance": len(advanced.notes),
                 "runner": type(self.runner),
             },
         )
-        if instance.terminal and not before.terminal:
-            await backend.abort_doing(instance_id, keep=context.job.id)
-            self._ended(instance, advances, failure)
+        if instance.terminal and not advanced.before.terminal:
+            await self.backend.abort_doing(instance.id, keep=job_id)
+            self._ended(instance, advanced.advances, advanced.failure)
 
     def _apply(
         self,
@@ -300,29 +333,9 @@ class Jobs:
             )
             return
         try:
-            async with backend.pool.connection() as conn, conn.transaction():
-                if type(result) is Ok:
-                    inserted = await backend.record(
-                        conn,
-                        instance_id,
-                        step,
-                        "completed",
-                        event=result.event,
-                        updates=None if result.updates is None else codec.encode_value(
-                            result.updates, f"the updates of {step_cls.__qualname__}"
-                        ),
-                        metadata=None if not result.metadata else codec.encode_value(
-                            result.metadata, f"the metadata of {step_cls.__qualname__}"
-                        ),
-                        duration=duration,
-                        job_id=job.id,
-                    )  # fmt: skip
-                else:
-                    inserted = await backend.record(
-                        conn, instance_id, step, "async", duration=duration, job_id=job.id
-                    )
-                if inserted:
-                    await self.defer_advance(conn, instance_id)
+            advanced = await self._record_and_advance(
+                instance_id, step, duration, job.id, result, step_cls
+            )
         except HephaestusError as exc:  # updates a durable store cannot keep
             emit.step_exception(instance, step_cls, duration, "invalid_result", exc, None, extra)
             await self._record_failure(
@@ -347,6 +360,63 @@ class Jobs:
             emit.step_async(
                 instance, step_cls, duration, {**extra, "instance_status": Status.WAITING}
             )
+        if advanced is not None:
+            await self._announce(advanced, job.id)
+
+    async def _record_and_advance(
+        self,
+        instance_id: str,
+        step: str,
+        duration: int,
+        job_id: int | None,
+        result: Ok | Async,
+        step_cls: type[Step],
+    ) -> _Advanced | None:
+        """Record the step's result; apply it at once when no other advance holds the instance.
+
+        The row lock, not the job that takes it, is what makes an advance the
+        instance's only writer: when it is free, this transaction applies the
+        result itself (saving a job and a round of notifications per step);
+        when another advance holds it, an advance job is deferred instead.
+        """
+        backend = self.backend
+        async with backend.pool.connection() as conn, conn.transaction():
+            if type(result) is Ok:
+                updates = result.updates
+                metadata = result.metadata
+                where = step_cls.__qualname__
+                inserted = await backend.record(
+                    conn,
+                    instance_id,
+                    step,
+                    "completed",
+                    event=result.event,
+                    updates=None
+                    if updates is None
+                    else codec.encode_value(updates, f"the updates of {where}"),
+                    metadata=codec.encode_value(metadata, f"the metadata of {where}")
+                    if metadata
+                    else None,
+                    duration=duration,
+                    job_id=job_id,
+                )
+            else:
+                inserted = await backend.record(
+                    conn, instance_id, step, "async", duration=duration, job_id=job_id
+                )
+            if not inserted:
+                return None  # an earlier run's result stands
+            try:
+                async with conn.transaction():  # a savepoint: a failed attempt leaves the row
+                    advanced = await self._advance(conn, instance_id, job_id=job_id, nowait=True)
+            except psycopg.errors.LockNotAvailable:
+                advanced = None
+                await self.defer_advance(conn, instance_id)
+            except Exception:  # the advance job will meet it again, and be retried
+                _logger.exception("inline advance failed", instance_id=instance_id)
+                advanced = None
+                await self.defer_advance(conn, instance_id)
+        return advanced
 
     async def _record_failure(
         self,
