@@ -236,7 +236,7 @@ class LocalRunner:
         workflow: type[Workflow],
         context: Mapping[str, Any],
         *,
-        id: str | None = None,  # the documented keyword
+        id: str | None = None,
         version: int | None = None,
         telemetry_metadata: Mapping[str, Any] | None = None,
     ) -> str:
@@ -296,8 +296,12 @@ class LocalRunner:
         if run.done is None:
             run.done = asyncio.get_running_loop().create_future()
         done = run.done
-        with anyio.fail_after(timeout):
+        # Shielded: a waiter that times out must not cancel what other waiters await.
+        if timeout is None:
             await asyncio.shield(done)
+        else:
+            with anyio.fail_after(timeout):
+                await asyncio.shield(done)
         if not run.instance.terminal:
             raise RunnerStopped(
                 f"{self!r} stopped before instance {instance_id!r} ended "
@@ -467,17 +471,22 @@ class LocalRunner:
             run.instance = engine.fail_step(
                 base, culprit or base.workflow.definition.start, "invalid_result", exc
             )
-            try:
-                await self._persist(run)
-            finally:
-                self._ended(run)
+            await self._store_end(run)
         except Exception as exc:  # a bug or a storage failure: this instance fails alone
             _logger.exception("driver failed", instance_id=run.instance.id)
             self._fail(run, None, "runner", exc, _frames(exc))
-            try:
-                await self._persist(run)
-            finally:
-                self._ended(run)
+            await self._store_end(run)
+
+    async def _store_end(self, run: _Run) -> None:
+        """Store an instance the driver failed, if the storage lets it; then end it."""
+        try:
+            await self._persist(run)
+        except Exception:  # the storage itself is failing: say so, end it in memory
+            _logger.exception(
+                "the failed instance could not be stored", instance_id=run.instance.id
+            )
+        finally:
+            self._ended(run)
 
     async def _loop(self, run: _Run) -> None:
         storage = self.storage
