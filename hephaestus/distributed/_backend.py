@@ -8,6 +8,7 @@ connections have ``search_path`` set to the schema, so procrastinate's tables
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,20 @@ def check_schema(schema: str) -> str:
             f"got: {schema!r}"
         )
     return schema
+
+
+def queue_name(schema: str) -> str:
+    """The procrastinate queue of a schema's jobs: ``heph_<schema>`` (hashed when long).
+
+    procrastinate's notifications (new jobs, abort requests that carry only a
+    job id) go to database-wide channels named after the queue: one queue per
+    schema keeps the workers of one schema deaf to another's. A channel name
+    holds 63 bytes, 23 of which procrastinate's prefix takes.
+    """
+    name = f"heph_{schema}"
+    if len(name) <= 40:
+        return name
+    return "heph_" + hashlib.sha256(schema.encode()).hexdigest()[:24]
 
 
 def make_pool(dsn: str, schema: str, max_size: int) -> AsyncConnectionPool[Conn]:
@@ -98,6 +113,7 @@ class Backend:
         self.pool = pool
         self.schema = schema
         self.app = app
+        self.queue = queue_name(schema)
         self.storage = PostgresStorage(pool=pool, schema=schema)
 
     # ------------------------------------------------------------------ instances

@@ -19,6 +19,7 @@ Telemetry is emitted after each commit, in the process where the work ran.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import random
@@ -41,9 +42,7 @@ from hephaestus.distributed._backend import Backend, Conn
 from hephaestus.exceptions import HephaestusError
 from hephaestus.runtime.storage import codec
 
-__all__ = ["QUEUE", "Jobs", "StepRetry"]
-
-QUEUE = "heph"
+__all__ = ["Jobs", "StepRetry"]
 _logger = structlog.get_logger("hephaestus.distributed")
 
 
@@ -80,6 +79,10 @@ class StepRetry(procrastinate.BaseRetryStrategy):
     ) -> procrastinate.RetryDecision | None:
         if isinstance(exception, _GaveUp):
             return None
+        if isinstance(exception, asyncio.CancelledError):
+            # A worker stopping past its shutdown timeout aborted the step: run it
+            # again elsewhere. (An abort that cancel() asked for is never retried.)
+            return procrastinate.RetryDecision(retry_at=_utc(time.time_ns()))
         try:
             step: type[Step] = codec.resolve(str(job.task_kwargs["step"]))
         except Exception:  # the step moved: nothing to retry with
@@ -112,14 +115,14 @@ class Jobs:
         self.runner = runner
         app = backend.app
         self.advance_task = app.task(
-            name="heph.advance", queue=QUEUE, pass_context=True, retry=_AdvanceRetry()
+            name="heph.advance", queue=backend.queue, pass_context=True, retry=_AdvanceRetry()
         )(self._advance_job)
         self.step_task = app.task(
-            name="heph.execute_step", queue=QUEUE, pass_context=True, retry=StepRetry()
+            name="heph.execute_step", queue=backend.queue, pass_context=True, retry=StepRetry()
         )(self._step_job)
-        self.timer_task = app.task(name="heph.resume_timeout", queue=QUEUE, pass_context=True)(
-            self._timer_job
-        )
+        self.timer_task = app.task(
+            name="heph.resume_timeout", queue=backend.queue, pass_context=True
+        )(self._timer_job)
 
     # ------------------------------------------------------------------ deferring
 
@@ -317,6 +320,13 @@ class Jobs:
                 raise  # procrastinate retries it, after StepRetry's backoff
             await self._record_failure(instance_id, step, kind, exc, frames, duration, job.id)
             raise _GaveUp(f"step {step_cls.__qualname__} failed for good: {exc!r}") from exc
+        except anyio.get_cancelled_exc_class():  # aborted: cancel(), a failure, a shutdown
+            # Like LocalRunner: the step:start gets its step:exception.
+            emit.step_exception(
+                instance, step_cls, time.monotonic_ns() - t0, "cancelled",
+                "the step was cancelled", None, extra,
+            )  # fmt: skip
+            raise
         duration = time.monotonic_ns() - t0
         try:
             engine.check_result(instance, step_cls, result)
@@ -476,7 +486,7 @@ class Jobs:
         manager = self.backend.app.job_manager
         retried = 0
         for job in await manager.get_stalled_jobs(
-            queue=QUEUE, seconds_since_heartbeat=seconds_since_heartbeat
+            queue=self.backend.queue, seconds_since_heartbeat=seconds_since_heartbeat
         ):
             try:
                 await manager.retry_job(job)
@@ -497,6 +507,27 @@ class Jobs:
             for instance_id in orphans:
                 async with conn.transaction():
                     await self.defer_advance(conn, instance_id)
+            # Active steps whose job is gone (aborted, lost) with nothing recorded.
+            cursor = await conn.execute(
+                """
+                SELECT i.id, s.step FROM heph_instances i
+                CROSS JOIN LATERAL jsonb_array_elements_text(i.state->'active_steps') AS s(step)
+                WHERE i.status = 'running'
+                  AND NOT EXISTS (
+                    SELECT 1 FROM heph_step_results r WHERE r.instance_id = i.id
+                      AND r.step = s.step AND r.slot IN ('outcome', 'async'))
+                  AND NOT EXISTS (
+                    SELECT 1 FROM procrastinate_jobs j
+                    WHERE j.task_name = 'heph.execute_step' AND j.status IN ('todo', 'doing')
+                      AND j.args->>'instance_id' = i.id AND j.args->>'step' = s.step)
+                """
+            )
+            lost = await cursor.fetchall()
+            for instance_id, step in lost:
+                _logger.warning("step job lost: deferred again", instance_id=instance_id, step=step)
+                await self.step_task.configure(connection=conn).defer_async(
+                    instance_id=instance_id, step=step
+                )
         return retried
 
 

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from hephaestus import telemetry as emit
 from hephaestus.distributed._backend import Backend, Conn, check_schema, make_pool, migrate
-from hephaestus.distributed._jobs import QUEUE, Jobs
+from hephaestus.distributed._jobs import Jobs
 
 __all__ = ["Worker"]
 
@@ -110,7 +110,8 @@ class Worker:
             await migrate(pool, self.schema)
             app = procrastinate.App(connector=procrastinate.PsycopgConnector())
             async with app.open_async(pool=pool):
-                jobs = Jobs(Backend(pool, self.schema, app), self)
+                backend = Backend(pool, self.schema, app)
+                jobs = Jobs(backend, self)
                 emit.runner_init(
                     {"name": self.name, "runner": type(self), "storage": "postgres",
                      "pid": os.getpid()}
@@ -119,7 +120,7 @@ class Worker:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._reconcile, jobs)
                     await app.run_worker_async(
-                        queues=[QUEUE],
+                        queues=[backend.queue],
                         name=self.name,
                         concurrency=self.concurrency,
                         install_signal_handlers=install_signals,
