@@ -1,0 +1,257 @@
+"""Hephaestus: ``LocalRunner`` on a storage (memory by default), with or without the LogHandler.
+
+The steps are module-level classes, because durable storages store them by
+import path. A step's counter lands in ``context.steps[step_key]``: each step
+writes ``1 + the counters it reads`` (its predecessor's in a chain; the join
+reads the start and the 8 branches), so the last step's counter is the number
+of steps run, as in the other systems. Every workflow ends with the built-in
+``Done`` step, which Hephaestus requires as the leaf (an 11th step in
+``linear10``; it does not count).
+
+``log=True`` attaches ``LogHandler`` (all 11 events, default levels) and
+configures structlog, for the session only, to render every line (debug
+included) with its default processors and print it to ``os.devnull``; the
+previous configuration is restored on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from typing import Any, ClassVar
+
+import structlog
+
+from hephaestus import (
+    Context,
+    Done,
+    Instance,
+    LocalRunner,
+    Ok,
+    Status,
+    Step,
+    WaitForEvent,
+    Workflow,
+)
+from hephaestus.telemetry import LogHandler
+
+
+class Count(Step):
+    """Writes ``{"count": 1 + the counters of the steps in reads}``."""
+
+    events = ("done",)
+    reads: ClassVar[tuple[str, ...]] = ()
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        steps = context.steps
+        count = 1
+        for key in self.reads:
+            count += steps[key]["count"]
+        return Ok("done", {"count": count})
+
+
+# ---------------------------------------------------------------- linear10
+
+
+class L1(Count):
+    pass
+
+
+class L2(Count):
+    reads = ("l1",)
+
+
+class L3(Count):
+    reads = ("l2",)
+
+
+class L4(Count):
+    reads = ("l3",)
+
+
+class L5(Count):
+    reads = ("l4",)
+
+
+class L6(Count):
+    reads = ("l5",)
+
+
+class L7(Count):
+    reads = ("l6",)
+
+
+class L8(Count):
+    reads = ("l7",)
+
+
+class L9(Count):
+    reads = ("l8",)
+
+
+class L10(Count):
+    reads = ("l9",)
+
+
+_CHAIN = (L1, L2, L3, L4, L5, L6, L7, L8, L9, L10)
+
+
+class Linear10(Workflow):
+    """Ten steps in a row."""
+
+    start = L1
+    transitions = {  # noqa: RUF012 - read by Workflow
+        **{step: {"done": after} for step, after in itertools.pairwise(_CHAIN)},
+        L10: {"done": Done},
+    }
+
+
+# ---------------------------------------------------------------- fanout8
+
+
+class FanStart(Count):
+    pass
+
+
+class Branch1(Count):
+    pass
+
+
+class Branch2(Count):
+    pass
+
+
+class Branch3(Count):
+    pass
+
+
+class Branch4(Count):
+    pass
+
+
+class Branch5(Count):
+    pass
+
+
+class Branch6(Count):
+    pass
+
+
+class Branch7(Count):
+    pass
+
+
+class Branch8(Count):
+    pass
+
+
+_BRANCHES = (Branch1, Branch2, Branch3, Branch4, Branch5, Branch6, Branch7, Branch8)
+
+
+class FanJoin(Count):
+    reads = ("fan_start", *(branch.step_key for branch in _BRANCHES))
+
+
+class FanEnd(Count):
+    reads = ("fan_join",)
+
+
+class Fanout8(Workflow):
+    """A start, 8 parallel branches, a join that waits for all 8, an end."""
+
+    start = FanStart
+    transitions = {  # noqa: RUF012 - read by Workflow
+        FanStart: {"done": list(_BRANCHES)},
+        **{branch: {"done": FanJoin} for branch in _BRANCHES},
+        FanJoin: {"done": FanEnd},
+        FanEnd: {"done": Done},
+    }
+
+
+# ---------------------------------------------------------------- async_resume
+
+
+class A1(Count):
+    pass
+
+
+class A2(Count):
+    reads = ("a1",)
+
+
+class AsyncResume(Workflow):
+    """A step, a park on ``WaitForEvent`` (resumed with ``received``), a step, the end."""
+
+    start = A1
+    transitions = {  # noqa: RUF012 - read by Workflow
+        A1: {"done": WaitForEvent},
+        WaitForEvent: {"received": A2},
+        A2: {"done": Done},
+    }
+
+
+# ---------------------------------------------------------------- the session
+
+
+class _Hephaestus:
+    def __init__(self, runner: LocalRunner) -> None:
+        self.runner = runner
+
+    async def linear10(self) -> int:
+        instance = await self.runner.run(Linear10, {})
+        return int(instance.context.steps["l10"]["count"])
+
+    async def fanout8(self) -> int:
+        instance = await self.runner.run(Fanout8, {})
+        return int(instance.context.steps["fan_end"]["count"])
+
+    async def park(self) -> str:
+        runner = self.runner
+        instance_id = await runner.start(AsyncResume, {})
+        while (status := (await runner.get(instance_id)).status) is not Status.WAITING:
+            if status.terminal:
+                raise AssertionError(f"instance {instance_id} ended {status} before parking")
+            await asyncio.sleep(0)
+        return instance_id
+
+    async def resume(self, instance_id: str) -> int:
+        await self.runner.resume(instance_id, "received")
+        instance = await self.runner.wait(instance_id)
+        return int(instance.context.steps["a2"]["count"])
+
+
+@contextmanager
+def null_log_sink() -> Iterator[None]:
+    """LogHandler attached; structlog renders every line to ``os.devnull``; all undone on exit."""
+    saved = structlog.get_config()
+    with open(os.devnull, "w") as devnull:
+        structlog.configure(
+            logger_factory=structlog.PrintLoggerFactory(devnull),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        )
+        LogHandler.attach()
+        try:
+            yield
+        finally:
+            LogHandler.detach()
+            structlog.configure(**saved)
+
+
+@asynccontextmanager
+async def session(log: bool = False, storage: Any = None) -> AsyncIterator[_Hephaestus]:
+    """A ``LocalRunner`` on ``storage`` (a fresh ``MemoryStorage`` when None).
+
+    A storage that is an async context manager (SQLite, PostgreSQL) is
+    entered first and closed last.
+    """
+    async with AsyncExitStack() as stack:
+        if log:
+            stack.enter_context(null_log_sink())
+        if storage is not None and hasattr(storage, "__aenter__"):
+            await stack.enter_async_context(storage)
+        runner = await stack.enter_async_context(LocalRunner(storage))
+        yield _Hephaestus(runner)
