@@ -1,16 +1,18 @@
-"""``LocalRunner``: runs workflows in this process, on asyncio, with anyio task groups.
+"""``LocalRunner``: runs workflows in this process, on asyncio.
 
 One driver task per instance runs the advance loop: advance, execute the
-active steps (a batch of one inline in the driver; several concurrently in a
-task group), fold their results in sorted order, persist, repeat; park while
-waiting; stop when terminal. Resumes and timers change the instance directly
-(the event loop is single-threaded, so a change never interleaves with
-another) and wake a parked driver.
+active steps (a batch of one inline in the driver; several concurrently, one
+task each), fold their results in sorted order, persist, repeat; stop when
+terminal. A parked instance has no driver: when it waits, its driver ends,
+and a resume or a timer starts a new one. Resumes and timers change the
+instance directly (the event loop is single-threaded, so a change never
+interleaves with another).
 
 The runner's own background work (the timer task) lives in an anyio task
-group. Drivers are plain asyncio tasks that the runner owns, cancels and
-awaits: creating one costs about a sixth of an anyio ``start_soon`` plus a
-cancel scope, and a driver is created for every instance.
+group. Drivers and the steps of a batch are plain asyncio tasks that the
+runner owns, cancels and awaits: creating one costs about a sixth of an anyio
+``start_soon`` plus a cancel scope, and they are created per instance and per
+branch.
 """
 
 from __future__ import annotations
@@ -98,7 +100,6 @@ class _Run:
         "sibling_failed",
         "stacktrace",
         "task",
-        "wake",
     )
 
     def __init__(self, instance: Instance) -> None:
@@ -106,9 +107,8 @@ class _Run:
         self.persisted: Instance | None = None
         self.advances = 0
         self.completed_since = 0
-        # Futures of the running loop (cheaper than events): set once, by _finish / a resume.
+        # A future of the running loop (cheaper than an event), set once by _finish.
         self.done: asyncio.Future[None] | None = None
-        self.wake: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.stacktrace: list[Any] | None = None  # of the failure, for workflow:exception
         self.sibling_failed = False  # a step of the current batch failed: the others stop
@@ -415,7 +415,6 @@ class LocalRunner:
         if self._runs.get(run.instance.id) is run:
             del self._runs[run.instance.id]
         _set(run.done)
-        _set(run.wake)
 
     def _arm(self, instance: Instance) -> None:
         run = self._runs[instance.id]
@@ -434,7 +433,7 @@ class LocalRunner:
     def _resumed(
         self, run: _Run, step: type[Step], event: str, applied: engine.Applied, source: str
     ) -> None:
-        """Record a resume: telemetry, then wake the parked driver (which persists)."""
+        """Record a resume: telemetry, then a driver for the instance (which persists it)."""
         before = run.instance
         run.instance = applied.instance
         run.completed_since += 1
@@ -456,7 +455,8 @@ class LocalRunner:
             },
         )
         emit.workflow_transition(applied.instance, step, event, list(applied.activated), {})
-        _set(run.wake)
+        if run.task is None:  # parked: its driver had ended
+            self._spawn(run)
 
     # ------------------------------------------------------------------ the driver
 
@@ -521,9 +521,14 @@ class LocalRunner:
                 elif active:
                     await self._batch(run, sorted(active, key=_qualname))
             elif status is _WAITING:
-                run.wake = asyncio.get_running_loop().create_future()
-                await run.wake
-                run.wake = None
+                # Parked: the driver ends, and a resume or a timer starts a new one.
+                # A parked instance then holds no task, coroutine or future.
+                if run.instance is not run.persisted:
+                    run.persisted = run.instance
+                    await storage.put(run.instance)
+                if run.instance.status is _WAITING:  # no resume came during the put
+                    run.task = None
+                    return
                 continue
             else:
                 if run.instance is not run.persisted:
@@ -539,21 +544,37 @@ class LocalRunner:
         """Run several active steps concurrently; fold their results in sorted order."""
         await self._persist(run)
         count = len(steps)
+        loop = asyncio.get_running_loop()
+        tasks: dict[type[Step], asyncio.Task[tuple[Result | _Failed, int]]] = {}
+
+        async def one(step: type[Step]) -> tuple[Result | _Failed, int]:
+            outcome = await self._execute(run, step, True, count)
+            if type(outcome[0]) in _FAILURES:  # the instance fails: stop its other steps
+                run.sibling_failed = True
+                for other in tasks.values():
+                    if other is not asyncio.current_task():
+                        other.cancel()
+            return outcome
+
+        # Plain asyncio tasks, like the drivers: an anyio task group costs several
+        # times more per task, and a fan-out creates one task per branch.
+        for step in steps:
+            tasks[step] = loop.create_task(one(step))
+        try:
+            await asyncio.wait(tasks.values())
+        except asyncio.CancelledError:  # the driver is cancelled: so are its steps
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.wait(tasks.values())
+            raise
         outcomes: dict[type[Step], tuple[Result | _Failed, int]] = {}
-        async with anyio.create_task_group() as tg:
-
-            async def one(step: type[Step]) -> None:
-                outcomes[step] = outcome = await self._execute(run, step, True, count)
-                if type(outcome[0]) is _Failed or type(outcome[0]) is Error:
-                    run.sibling_failed = True
-                    tg.cancel_scope.cancel()  # the instance fails: stop its other steps
-
-            for step in steps:
-                tg.start_soon(one, step)
+        for step, task in tasks.items():
+            if not task.cancelled():
+                outcomes[step] = task.result()  # an exception other than a step's own: raise
         ended = [s for s in steps if s in outcomes]
         # Successes first (sorted), then the failure: every result that was
         # reported is folded before the instance fails.
-        ended.sort(key=lambda s: type(outcomes[s][0]) in (_Failed, Error))
+        ended.sort(key=lambda s: type(outcomes[s][0]) in _FAILURES)
         for step in ended:
             self._fold(run, step, outcomes[step])
             await self._persist(run)
@@ -775,6 +796,9 @@ class LocalRunner:
 
 class _StepTimeout(Exception):
     """A step ran past its ``timeout``."""
+
+
+_FAILURES = (_Failed, Error)
 
 
 def _set(future: asyncio.Future[None] | None) -> None:
