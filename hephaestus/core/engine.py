@@ -381,7 +381,7 @@ def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) 
                 context = instance.context
                 steps = dict(context.steps)
                 steps[step.step_key] = updates
-                state["context"] = _build(Context, {"initial": context.initial, "steps": steps})
+                state["context"] = Context(context.initial, steps)
             active = instance.active_steps
             if len(active) == 1 and step in active:
                 state["active_steps"] = edge.target_set
@@ -392,13 +392,10 @@ def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) 
             targets = edge.targets
             state["status"] = _RUNNING
             state["current_step"] = targets[-1]
-            state["completed_steps"] = instance.completed_steps.union(_ONE.get(step) or _one(step))
+            state["completed_steps"] = _with(instance.completed_steps, step)
             state["execution_history"] = (
                 *instance.execution_history,
-                _build(
-                    ExecutionEntry,
-                    {"step": step, "event": ok.event, "timestamp": now, "updates": updates},
-                ),
+                ExecutionEntry(step, ok.event, now, updates),
             )
             return _applied((_build(Instance, state), targets, targets))
         return _fold_ok(
@@ -421,20 +418,34 @@ def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) 
     )
 
 
+def _without(steps: frozenset[_StepT], step: _StepT) -> frozenset[_StepT]:
+    """``steps - {step}``, sharing the empty set: parked instances stay small."""
+    if len(steps) == 1 and step in steps:
+        return _EMPTY
+    return steps - _one_set(step)
+
+
+def _with(steps: frozenset[_StepT], step: _StepT) -> frozenset[_StepT]:
+    """``steps | {step}``, sharing the one-step sets."""
+    return _one_set(step) if not steps else steps | _one_set(step)
+
+
+def _one_set(step: _StepT) -> frozenset[_StepT]:
+    return _ONE.get(step) or _one(step)
+
+
 def _park(instance: Instance, step: _StepT, now: int) -> Instance:
-    active = instance.active_steps - {step}
-    waiting = instance.waiting_steps | {step}
-    timers = instance.timers
+    active = _without(instance.active_steps, step)
+    waiting = _with(instance.waiting_steps, step)
+    state = instance.__dict__.copy()
     delay = step.timer(instance.step_configs.get(step))
     if delay is not None:
-        timers = {**timers, step: Timer(now + int(delay * 1_000_000_000), "timeout")}
-    return attrs.evolve(
-        instance,
-        status=_status(active, waiting),
-        active_steps=active,
-        waiting_steps=waiting,
-        timers=timers,
-    )
+        timer = Timer(now + int(delay * 1_000_000_000), "timeout")
+        state["timers"] = {**instance.timers, step: timer}
+    state["status"] = _status(active, waiting)
+    state["active_steps"] = active
+    state["waiting_steps"] = waiting
+    return _build(Instance, state)
 
 
 def resume_step(instance: Instance, step: _StepT, event: str, *, now: int) -> Applied:
@@ -451,7 +462,7 @@ def resume_step(instance: Instance, step: _StepT, event: str, *, now: int) -> Ap
     declared = step.declared_events(instance.step_configs.get(step))
     if event not in declared or event not in d.events.get(step, ()):
         raise UndeclaredEvent(step.__qualname__, event, declared)
-    waiting = instance.waiting_steps - {step}
+    waiting = _without(instance.waiting_steps, step)
     timers = instance.timers
     if step in timers:
         timers = {s: t for s, t in timers.items() if s is not step}

@@ -112,7 +112,7 @@ class _Run:
         self.task: asyncio.Task[None] | None = None
         self.stacktrace: list[Any] | None = None  # of the failure, for workflow:exception
         self.sibling_failed = False  # a step of the current batch failed: the others stop
-        self.parked_at: dict[type[Step], int] = {}
+        self.parked_at: dict[type[Step], int] | None = None  # monotonic ns, made when one parks
 
 
 def _frames(exc: BaseException) -> list[Any]:
@@ -437,7 +437,7 @@ class LocalRunner:
         before = run.instance
         run.instance = applied.instance
         run.completed_since += 1
-        parked = run.parked_at.pop(step, None)
+        parked = None if run.parked_at is None else run.parked_at.pop(step, None)
         if parked is not None:
             wait_duration = time.monotonic_ns() - parked
         else:  # parked by another process: since the step before it completed
@@ -722,6 +722,8 @@ class LocalRunner:
             if _transition_slot[0]:
                 emit.workflow_transition(instance, step, result.event, list(applied.activated), {})
         else:  # Async: the step parks
+            if run.parked_at is None:
+                run.parked_at = {}
             run.parked_at[step] = time.monotonic_ns()
             emit.step_async(
                 instance,
