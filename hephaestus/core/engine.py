@@ -257,8 +257,29 @@ def _activate(
             joins,
         )
 
+    if not dead:  # only live tokens: joins count them, nothing dies
+        activated = []
+        counted: dict[_StepT, tuple[int, bool]] | None = None
+        for t in targets:
+            if edge_configs.get(t) is not None:
+                configs = {**configs, t: edge_configs[t]}
+            needed = join_counts.get(t)
+            if needed is not None:
+                if counted is None:
+                    counted = dict(joins)
+                arrived = counted.pop(t, (0, False))[0] + 1
+                if arrived < needed:
+                    counted[t] = (arrived, True)
+                    continue
+            activated.append(t)
+        if counted is not None:
+            joins = counted
+        if len(activated) > 1:
+            activated.sort(key=d.order.__getitem__)
+        return targets, tuple(activated), active | frozenset(activated), configs, joins
+
     joins = dict(joins)
-    activated: list[_StepT] = []
+    activated = []
     tokens: list[tuple[_StepT, bool]] = [(t, True) for t in targets]
     tokens += [(t, False) for t in dead]
     while tokens:

@@ -577,7 +577,7 @@ class LocalRunner:
         ended.sort(key=lambda s: type(outcomes[s][0]) in _FAILURES)
         for step in ended:
             self._fold(run, step, outcomes[step])
-            await self._persist(run)
+        await self._persist(run)  # once for the batch: a crash before it reruns the batch
         if run.sibling_failed:  # the steps it cancelled end after the failure that did
             run.sibling_failed = False
             for step in steps:
