@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from hephaestus import Context, Done, Instance, Ok, Status, Step, Workflow, telemetry
@@ -245,3 +247,31 @@ class TestAttachDetach:
             LogHandler.HANDLER_ID,
             mine,
         )
+
+
+class TestFilteredLevels:
+    @pytest.fixture
+    def info_and_above(self) -> Iterator[None]:
+        """structlog configured as an application would: lines below info are dropped."""
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+        try:
+            yield
+        finally:
+            structlog.reset_defaults()
+
+    @pytest.mark.usefixtures("info_and_above")
+    def test_events_below_the_configured_level_are_not_attached(self) -> None:
+        """With structlog at info, the debug events (transition, advance) cost nothing."""
+        LogHandler.attach()
+        heard = {h.event_name for h in telemetry.list_handlers() if h.id == LogHandler.HANDLER_ID}
+        assert telemetry.workflow_transition_event() not in heard
+        assert telemetry.engine_advance_event() not in heard
+        assert telemetry.step_stop_event() in heard
+        assert 9 == len(heard)
+
+    @pytest.mark.usefixtures("info_and_above")
+    def test_a_level_raised_above_the_filter_is_attached(self) -> None:
+        """An override to a level structlog lets through is attached."""
+        LogHandler.attach(levels={telemetry.engine_advance_event(): "warning"})
+        heard = {h.event_name for h in telemetry.list_handlers() if h.id == LogHandler.HANDLER_ID}
+        assert telemetry.engine_advance_event() in heard

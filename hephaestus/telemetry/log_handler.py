@@ -24,7 +24,11 @@ under the key ``event``.
 Default levels: ``error`` for ``workflow:exception`` and ``step:exception``,
 ``warning`` for ``step:async``, ``debug`` for ``workflow:transition`` and
 ``engine:advance``, ``info`` for the rest. The level and the message format of
-each event are resolved once, in ``attach``.
+each event are resolved once, in ``attach``, and so is the filtering: an event
+whose level the application's structlog configuration filters out (say
+``debug`` under ``make_filtering_bound_logger(logging.INFO)``) is not attached,
+and costs nothing. Configure structlog first; attach again after changing its
+level.
 """
 
 from __future__ import annotations
@@ -190,6 +194,18 @@ def _handle(
     getattr(_logger, level)(message, **_fields(measurements, metadata))
 
 
+_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def _enabled_levels() -> frozenset[str]:
+    """The level names the current structlog configuration lets through."""
+    probe = structlog.get_logger("hephaestus").bind()
+    check = getattr(probe, "is_enabled_for", None) or getattr(probe, "isEnabledFor", None)
+    if check is None:  # a wrapper that cannot say: assume every level is wanted
+        return frozenset(_LEVEL_NAMES)
+    return frozenset(name for name in _LEVEL_NAMES if check(_LEVEL_NUMBERS[name]))
+
+
 class LogHandler:
     """Logs Hephaestus telemetry events as structlog lines; see the module docstring."""
 
@@ -226,8 +242,13 @@ class LogHandler:
             event: (overrides.get(event, _DEFAULT_LEVELS[event]), _RENDERERS[event])
             for event in chosen
         }
+        # Decide once: an event whose level the application's structlog filters
+        # out is not attached at all, so it costs nothing when emitted.
+        enabled = _enabled_levels()
+        heard = tuple(event for event in chosen if config[event][0] in enabled)
         detach(cls.HANDLER_ID)
-        attach_many(cls.HANDLER_ID, chosen, _handle, config)
+        if heard:
+            attach_many(cls.HANDLER_ID, heard, _handle, config)
 
     @classmethod
     def detach(cls) -> bool:
