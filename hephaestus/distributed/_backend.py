@@ -165,11 +165,22 @@ class Backend:
             )
         return True
 
-    async def update(self, conn: Conn, instance: Instance, advance_count: int) -> None:
+    async def update(
+        self, conn: Conn, instance: Instance, advance_count: int, processed: Sequence[int] = ()
+    ) -> None:
+        """Store the instance; mark the result rows it applied processed (one round trip)."""
         await conn.execute(
-            "UPDATE heph_instances SET status = %s, state = %s, advance_count = %s,"
+            "WITH applied AS (UPDATE heph_step_results SET processed_at = now()"
+            " WHERE id = ANY(%s))"
+            " UPDATE heph_instances SET status = %s, state = %s, advance_count = %s,"
             " updated_at = now() WHERE id = %s",
-            (instance.status.value, Jsonb(codec.encode(instance)), advance_count, instance.id),
+            (
+                list(processed),
+                instance.status.value,
+                Jsonb(codec.encode(instance)),
+                advance_count,
+                instance.id,
+            ),
         )
 
     # ------------------------------------------------------------------ step results
@@ -231,13 +242,20 @@ class Backend:
                 (list(ids),),
             )
 
-    async def has_outcome(self, conn: Conn, instance_id: str, step_path: str) -> bool:
+    async def load_for_step(
+        self, conn: Conn, instance_id: str, step_path: str
+    ) -> tuple[Instance, bool] | None:
+        """The instance, and whether the step has recorded its outcome (or its park) already."""
         cursor = await conn.execute(
-            "SELECT 1 FROM heph_step_results WHERE instance_id = %s AND step = %s"
-            " AND slot IN ('outcome', 'async')",
-            (instance_id, step_path),
+            "SELECT state, EXISTS (SELECT 1 FROM heph_step_results r"
+            " WHERE r.instance_id = i.id AND r.step = %s AND r.slot IN ('outcome', 'async'))"
+            " FROM heph_instances i WHERE i.id = %s",
+            (step_path, instance_id),
         )
-        return await cursor.fetchone() is not None
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        return codec.decode(row[0]), row[1]
 
     async def unprocessed_parks(self, conn: Conn, instance_id: str) -> dict[str, Any]:
         """Steps whose ``async`` row is not applied yet, with when it was written."""

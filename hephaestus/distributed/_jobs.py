@@ -179,8 +179,7 @@ class Jobs:
         instance = engine.advance(instance)
         duration = time.monotonic_ns() - t0
         advances += 1
-        await backend.processed(conn, [row["id"] for row in rows])
-        await backend.update(conn, instance, advances)
+        await backend.update(conn, instance, advances, [row["id"] for row in rows])
         for step in sorted(instance.active_steps - before.active_steps, key=_qualname):
             await self.step_task.configure(connection=conn).defer_async(
                 instance_id=instance_id, step=codec.import_path(step)
@@ -283,14 +282,14 @@ class Jobs:
         backend = self.backend
         step_cls: type[Step] = codec.resolve(step)
         async with backend.pool.connection() as conn:
-            loaded = await backend.load(conn, instance_id, lock=False)
-            if loaded is None:
-                return
-            instance = loaded[0]
-            if instance.terminal or step_cls not in instance.active_steps:
-                return  # stale: cancelled, failed, or applied already
-            if await backend.has_outcome(conn, instance_id, step):
-                return  # an earlier run recorded it together with its advance
+            loaded = await backend.load_for_step(conn, instance_id, step)
+        if loaded is None:
+            return
+        instance, recorded = loaded
+        if instance.terminal or step_cls not in instance.active_steps:
+            return  # stale: cancelled, failed, or applied already
+        if recorded:
+            return  # an earlier run recorded it together with its advance
         job = context.job
         attempt = job.attempts + 1
         emit.step_start(
