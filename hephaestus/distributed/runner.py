@@ -8,7 +8,6 @@ run. Web handlers, scripts and workers can all use one.
 from __future__ import annotations
 
 import builtins
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -28,7 +27,6 @@ from hephaestus.distributed._backend import Backend, Conn, check_schema, make_po
 from hephaestus.distributed._jobs import Jobs
 from hephaestus.exceptions import (
     AlreadyRunning,
-    AmbiguousResume,
     InstanceNotFound,
     NotWaiting,
     RunnerStopped,
@@ -36,6 +34,7 @@ from hephaestus.exceptions import (
 )
 from hephaestus.runtime.ids import instance_id as make_instance_id
 from hephaestus.runtime.storage import codec
+from hephaestus.runtime.waiting import check_delay, waiting_step
 
 __all__ = ["DistributedRunner"]
 
@@ -218,13 +217,7 @@ class DistributedRunner:
 
     async def schedule_resume(self, instance_id: str, step: type[Step] | str, delay: float) -> None:
         """The waiting ``step`` resumes itself with ``"timeout"`` after ``delay`` seconds."""
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, int | float)
-            or not math.isfinite(delay)
-            or delay < 0
-        ):
-            raise ValueError(f"delay must be a finite number of seconds >= 0, got: {delay!r}")
+        delay = check_delay(delay)
         jobs = self._ready
         async with jobs.backend.pool.connection() as conn, conn.transaction():
             instance, target, _ = await self._waiting(conn, instance_id, step)
@@ -268,31 +261,7 @@ class DistributedRunner:
         parks = await backend.unprocessed_parks(conn, instance_id)
         parked_at = {codec.resolve(path): at.timestamp() for path, at in parks.items()}
         waiting = set(instance.waiting_steps) | set(parked_at)
-        if step is None:
-            if not waiting:
-                raise NotWaiting(f"instance {instance_id!r} is {instance.status}, not waiting")
-            if len(waiting) > 1:
-                names = ", ".join(sorted(s.__qualname__ for s in waiting))
-                raise AmbiguousResume(
-                    f"instance {instance_id!r} has several waiting steps ({names}): "
-                    f"say which with step="
-                )
-            (target,) = waiting
-        else:
-            if isinstance(step, str):
-                found = instance.workflow.definition.by_key.get(step)
-                if found is None:
-                    raise NotWaiting(
-                        f"instance {instance_id!r}: workflow {instance.workflow.__qualname__} "
-                        f"has no step with key {step!r}"
-                    )
-                step = found
-            if step not in waiting:
-                raise NotWaiting(
-                    f"instance {instance_id!r} ({instance.status}): step {step.__qualname__} "
-                    f"is not waiting"
-                )
-            target = step
+        target = waiting_step(instance, waiting, step)
         if target not in parked_at:
             at = await backend.parked_at(conn, instance_id, codec.import_path(target))
             parked_at[target] = time.time() if at is None else at.timestamp()

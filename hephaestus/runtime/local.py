@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import inspect
-import math
 import os
 import random
 import time
@@ -40,7 +39,6 @@ from hephaestus.core.step import Error, Ok, Result, Step
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import (
     AlreadyRunning,
-    AmbiguousResume,
     HephaestusError,
     InstanceNotFound,
     NotSerializable,
@@ -52,6 +50,7 @@ from hephaestus.runtime.ids import instance_id as make_instance_id
 from hephaestus.runtime.storage.base import Storage
 from hephaestus.runtime.storage.memory import MemoryStorage
 from hephaestus.runtime.timers import TimerQueue
+from hephaestus.runtime.waiting import check_delay, waiting_step
 from hephaestus.telemetry import _registry, names
 
 __all__ = ["LocalRunner"]
@@ -329,22 +328,16 @@ class LocalRunner:
         """Give a waiting step its event; refused with no change when it cannot apply."""
         run = await self._active(instance_id)
         instance = run.instance
-        target = self._waiting_step(instance, step)
+        target = waiting_step(instance, instance.waiting_steps, step)
         applied = engine.resume_step(instance, target, event, now=time.time_ns())
         self._resumed(run, target, event, applied, "external")
         await self._persist(run)
 
     async def schedule_resume(self, instance_id: str, step: type[Step] | str, delay: float) -> None:
         """The waiting ``step`` resumes itself with ``"timeout"`` after ``delay`` seconds."""
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, int | float)
-            or not math.isfinite(delay)
-            or delay < 0
-        ):
-            raise ValueError(f"delay must be a finite number of seconds >= 0, got: {delay!r}")
+        delay = check_delay(delay)
         run = await self._active(instance_id)
-        target = self._waiting_step(run.instance, step)
+        target = waiting_step(run.instance, run.instance.waiting_steps, step)
         due = time.time_ns() + int(delay * 1_000_000_000)
         run.instance = engine.schedule_timer(run.instance, target, due)
         self._timers.arm(due, run, target, run.instance.timers[target])
@@ -375,34 +368,6 @@ class LocalRunner:
         if stored is None:
             raise InstanceNotFound(instance_id)
         raise NotWaiting(f"instance {instance_id!r} is {stored.status}, not waiting")
-
-    @staticmethod
-    def _waiting_step(instance: Instance, step: type[Step] | str | None) -> type[Step]:
-        waiting = instance.waiting_steps
-        if step is None:
-            if not waiting:
-                raise NotWaiting(f"instance {instance.id!r} is {instance.status}, not waiting")
-            if len(waiting) > 1:
-                names_ = ", ".join(sorted(s.__qualname__ for s in waiting))
-                raise AmbiguousResume(
-                    f"instance {instance.id!r} has several waiting steps ({names_}): "
-                    f"say which with step="
-                )
-            return next(iter(waiting))
-        if isinstance(step, str):
-            found = instance.workflow.definition.by_key.get(step)
-            if found is None:
-                raise NotWaiting(
-                    f"instance {instance.id!r}: workflow {instance.workflow.__qualname__} "
-                    f"has no step with key {step!r}"
-                )
-            step = found
-        if step not in waiting:
-            raise NotWaiting(
-                f"instance {instance.id!r} ({instance.status}): step {step.__qualname__} "
-                f"is not waiting"
-            )
-        return step
 
     async def _persist(self, run: _Run) -> None:
         instance = run.instance
