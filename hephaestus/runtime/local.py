@@ -629,21 +629,22 @@ class LocalRunner:
         config = instance.step_configs.get(step)
         obj = step()
         if timeout is None and not step.blocking:
-            if is_async:
-                return await obj.execute(instance, config, instance.context)  # type: ignore[no-any-return,misc]
-            return obj.execute(instance, config, instance.context)  # type: ignore[return-value]
+            result = obj.execute(instance, config, instance.context)
+            if inspect.isawaitable(result):  # async, or a plain def returning a coroutine
+                result = await result
+            return result
         with anyio.move_on_after(timeout) as scope:  # None: no deadline
-            if is_async:
-                result = await obj.execute(instance, config, instance.context)  # type: ignore[misc]
-            elif step.blocking:
+            if step.blocking and not is_async:
                 result = await anyio.to_thread.run_sync(
                     obj.execute, instance, config, instance.context, abandon_on_cancel=True
                 )
             else:
                 result = obj.execute(instance, config, instance.context)
+                if inspect.isawaitable(result):
+                    result = await result
         if scope.cancelled_caught:
             raise _StepTimeout(f"step {step.__qualname__} timed out after {timeout}s")
-        return result  # type: ignore[no-any-return]
+        return result  # type: ignore[return-value]  # awaited above when awaitable
 
     def _fold(self, run: _Run, step: type[Step], outcome: tuple[Result | _Failed, int]) -> None:
         """Fold one step's outcome into ``run.instance`` and emit its events (not persisted)."""

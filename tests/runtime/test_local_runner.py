@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from hephaestus import (
@@ -370,7 +372,49 @@ class TestEndToEnd:
         assert instance == again
 
 
+def _traced(execute: Any) -> Any:
+    """A decorator as users write them: a plain def wrapper returning the coroutine."""
+
+    @functools.wraps(execute)
+    def wrapper(*args: Any) -> Any:
+        return execute(*args)
+
+    return wrapper
+
+
+class Decorated(Step):
+    events = ("done",)
+
+    @_traced
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        await anyio.lowlevel.checkpoint()
+        return Ok("done", {"decorated": True})
+
+
+class DecoratedFlow(Workflow):
+    start = Decorated
+    transitions = {Decorated: {"done": Done}}
+
+
+class TimedDecorated(Decorated):
+    timeout = 5.0
+
+
+class TimedDecoratedFlow(Workflow):
+    start = TimedDecorated
+    transitions = {TimedDecorated: {"done": Done}}
+
+
 class TestExecuteStyles:
+    @pytest.mark.parametrize("flow", [DecoratedFlow, TimedDecoratedFlow])
+    async def test_a_plain_def_returning_a_coroutine_is_awaited(self, flow: Any) -> None:
+        """A decorated async execute (a plain def returning a coroutine) is awaited."""
+        async with LocalRunner() as runner:
+            instance = await runner.run(flow, {})
+
+        assert Status.COMPLETED == instance.status
+        assert {"decorated": True} == instance.context.steps[flow.definition.start.step_key]
+
     async def test_plain_def_runs_inline(self) -> None:
         """A plain def execute runs on the event loop's own thread."""
         probe = Probe()
