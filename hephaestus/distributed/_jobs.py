@@ -40,6 +40,7 @@ from hephaestus.core.instance import Instance, Status
 from hephaestus.core.step import Async, Error, Ok, Step
 from hephaestus.distributed._backend import Backend, Conn
 from hephaestus.exceptions import HephaestusError
+from hephaestus.runtime.endings import announce_end
 from hephaestus.runtime.storage import codec
 
 __all__ = ["Jobs", "StepRetry"]
@@ -210,7 +211,7 @@ class Jobs:
         )
         if instance.terminal and not advanced.before.terminal:
             await self.backend.abort_doing(instance.id, keep=job_id)
-            self._ended(instance, advanced.advances, advanced.failure)
+            announce_end(instance, advanced.advances, advanced.failure, type(self.runner))
 
     def _apply(
         self,
@@ -247,32 +248,6 @@ class Jobs:
             frames = [str(f) for f in traceback.extract_tb(exc.__traceback__)]
             return engine.fail_step(instance, step, "exception", exc), frames
         return instance, failure  # stale: the step is no longer there to receive it
-
-    def _ended(self, instance: Instance, advances: int, stacktrace: list[Any] | None) -> None:
-        if instance.status is Status.COMPLETED:
-            emit.workflow_stop(
-                instance,
-                {
-                    "step_count": len(instance.completed_steps),
-                    "advance_count": advances,
-                    "completed_steps": sorted(instance.completed_steps, key=_qualname),
-                    "runner": type(self.runner),
-                },
-            )
-        elif instance.status is Status.FAILED and instance.error is not None:
-            error = instance.error
-            emit.workflow_exception(
-                instance,
-                error.kind,
-                error.reason,
-                stacktrace,
-                {
-                    "failed_step": error.step,
-                    "step_count": len(instance.completed_steps),
-                    "advance_count": advances,
-                    "runner": type(self.runner),
-                },
-            )
 
     # ------------------------------------------------------------------ execute_step
 

@@ -46,6 +46,7 @@ from hephaestus.exceptions import (
     RouteError,
     RunnerStopped,
 )
+from hephaestus.runtime.endings import announce_end
 from hephaestus.runtime.ids import instance_id as make_instance_id
 from hephaestus.runtime.storage.base import Storage
 from hephaestus.runtime.storage.memory import MemoryStorage
@@ -69,7 +70,6 @@ _start_slot = _registry._slot(names.STEP_START)
 _stop_slot = _registry._slot(names.STEP_STOP)
 _transition_slot = _registry._slot(names.WORKFLOW_TRANSITION)
 _workflow_start_slot = _registry._slot(names.WORKFLOW_START)
-_workflow_stop_slot = _registry._slot(names.WORKFLOW_STOP)
 
 
 class _Failed:
@@ -734,31 +734,7 @@ class LocalRunner:
         instance = run.instance
         if self._runs.get(instance.id) is not run:
             return  # already finished (cancelled)
-        if instance.status is Status.COMPLETED:
-            if _workflow_stop_slot[0]:
-                emit.workflow_stop(
-                    instance,
-                    {
-                        "step_count": len(instance.completed_steps),
-                        "advance_count": run.advances,
-                        "completed_steps": sorted(instance.completed_steps, key=_qualname),
-                        "runner": type(self),
-                    },
-                )
-        elif instance.status is Status.FAILED and instance.error is not None:
-            error = instance.error
-            emit.workflow_exception(
-                instance,
-                error.kind,
-                error.reason,
-                run.stacktrace,
-                {
-                    "failed_step": error.step,
-                    "step_count": len(instance.completed_steps),
-                    "advance_count": run.advances,
-                    "runner": type(self),
-                },
-            )
+        announce_end(instance, run.advances, run.stacktrace, type(self))
         self._finish(run)
 
 
