@@ -82,6 +82,9 @@ class TestDone:
         assert None is Done.timer(None)
 
 
+SECONDS = "a finite number of seconds >= 0 and at most 100 years (3155760000)"
+
+
 class TestWait:
     """Wait: parks, then resumes itself with "timeout"."""
 
@@ -113,9 +116,37 @@ class TestWait:
         assert seconds == Wait.timer(config)
         assert isinstance(Wait.delay(config), float)
 
-    def test_seconds_wins(self) -> None:
-        """ "seconds" takes precedence over duration and unit."""
-        assert 1.0 == Wait.delay({"seconds": 1, "duration": 9, "unit": "day"})
+    def test_seconds_or_duration(self) -> None:
+        """A config gives "seconds" or "duration" and "unit", never both."""
+        with pytest.raises(ValueError, match=r"unknown key 'duration'; it takes 'seconds'"):
+            Wait.delay({"seconds": 1, "duration": 9, "unit": "day"})
+
+    @pytest.mark.parametrize(
+        ("config", "key"),
+        [({"duration": 1, "units": "second"}, "units"), ({"second": 3}, "second")],
+    )
+    def test_unknown_key(self, config: dict[str, Any], key: str) -> None:
+        """A key Wait does not know (a typo) is refused, naming it."""
+        with pytest.raises(ValueError, match=f"^Wait config has unknown key '{key}'"):
+            Wait.check_config(config)
+
+    @pytest.mark.parametrize(
+        "config",
+        [
+            {"seconds": float("nan")},
+            {"seconds": float("inf")},
+            {"seconds": 1e300},
+            {"duration": 10**400, "unit": "day"},
+            {"duration": 101 * 365, "unit": "day"},
+        ],
+        ids=["nan", "inf", "1e300", "huge-int", "101-years"],
+    )
+    def test_unbounded(self, config: dict[str, Any]) -> None:
+        """NaN, infinities and waits beyond 100 years are refused at definition time."""
+        with pytest.raises(
+            ValueError, match=r"finite number of seconds >= 0 and at most 100 years"
+        ):
+            Wait.check_config(config)
 
     @pytest.mark.parametrize("config", [None, {}])
     def test_missing_config(self, config: Any) -> None:
@@ -133,10 +164,10 @@ class TestWait:
             ({"duration": "2", "unit": "second"}, "Wait duration must be a number, got: '2'"),
             ({"unit": "second"}, "Wait duration must be a number, got: None"),
             ({"duration": True}, "Wait duration must be a number, got: True"),
-            ({"duration": -2}, "Wait must last a number of seconds >= 0, got: -2.0"),
-            ({"seconds": "soon"}, "Wait must last a number of seconds >= 0, got: 'soon'"),
-            ({"seconds": -1}, "Wait must last a number of seconds >= 0, got: -1"),
-            ({"seconds": False}, "Wait must last a number of seconds >= 0, got: False"),
+            ({"duration": -2}, f"Wait of -2 second must be {SECONDS}, got: -2.0"),
+            ({"seconds": "soon"}, f"Wait seconds must be {SECONDS}, got: 'soon'"),
+            ({"seconds": -1}, f"Wait seconds must be {SECONDS}, got: -1"),
+            ({"seconds": False}, f"Wait seconds must be {SECONDS}, got: False"),
         ],
     )
     def test_bad_config(self, config: dict[str, Any], message: str) -> None:
@@ -158,7 +189,7 @@ class TestWaitForEvent:
         """WaitForEvent parks the instance."""
         assert Async() == WaitForEvent().execute(running(), None, Context({}))
 
-    @pytest.mark.parametrize("config", [None, {}, {"timeout": None}, {"other": 1}])
+    @pytest.mark.parametrize("config", [None, {}, {"timeout": None}])
     def test_without_timeout(self, config: Any) -> None:
         """Without a timeout it declares only "received" and has no timer."""
         assert ("received",) == WaitForEvent.declared_events(config)
@@ -172,10 +203,15 @@ class TestWaitForEvent:
         assert ("received", "timeout") == WaitForEvent.declared_events(config)
         assert seconds == WaitForEvent.timer(config)
 
-    @pytest.mark.parametrize("timeout", [-1, "5", True])
+    def test_unknown_key(self) -> None:
+        """A key WaitForEvent does not know (a typo) is refused, naming it."""
+        with pytest.raises(ValueError, match="^WaitForEvent config has unknown key 'timout'"):
+            WaitForEvent.check_config({"timout": 5})
+
+    @pytest.mark.parametrize("timeout", [-1, "5", True, float("nan"), float("inf"), 1e300])
     def test_bad_timeout(self, timeout: Any) -> None:
-        """A timeout that is not a number of seconds >= 0 raises ValueError naming it."""
-        message = f"WaitForEvent timeout must be a number of seconds >= 0, got: {timeout!r}"
+        """A timeout that is not a number of seconds from 0 to 100 years raises ValueError."""
+        message = f"WaitForEvent timeout must be {SECONDS}, got: {timeout!r}"
         with pytest.raises(ValueError, match=exact(message)):
             WaitForEvent.check_config({"timeout": timeout})
 

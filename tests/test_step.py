@@ -112,13 +112,27 @@ class TestRetryValidation:
         with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
             Retry(backoff="random")  # type: ignore[arg-type]
 
-    @pytest.mark.parametrize("field", ["base", "max_backoff", "jitter"])
-    @pytest.mark.parametrize("value", [-0.5, "1", None, False])
-    def test_numbers(self, field: str, value: Any) -> None:
-        """base, max_backoff and jitter are numbers >= 0."""
-        expected = f"Retry.{field} must be a number >= 0, got: {value!r}"
+    @pytest.mark.parametrize("field", ["base", "max_backoff"])
+    @pytest.mark.parametrize("value", [-0.5, "1", None, False, float("nan"), float("inf"), 1e300])
+    def test_seconds(self, field: str, value: Any) -> None:
+        """base and max_backoff are finite numbers of seconds from 0 to 100 years."""
+        expected = (
+            f"Retry.{field} must be a finite number of seconds >= 0 and at most 100 years "
+            f"(3155760000), got: {value!r}"
+        )
         with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
             Retry(**{field: value})
+
+    @pytest.mark.parametrize("value", [-0.5, "1", None, False, float("nan"), 11])
+    def test_jitter(self, value: Any) -> None:
+        """jitter is a number from 0 to 10 (at most ten times longer)."""
+        expected = f"Retry.jitter must be a number from 0 to 10, got: {value!r}"
+        with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+            Retry(jitter=value)
+
+    def test_late_attempts_stay_finite(self) -> None:
+        """An exponential delay never overflows: attempt 5,000 waits max_backoff."""
+        assert 30.0 == Retry(max_attempts=10_000, jitter=0).delay(5_000)
 
     def test_zero_is_allowed(self) -> None:
         """Zero base, cap and jitter are valid: retry at once."""

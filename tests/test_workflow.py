@@ -235,12 +235,13 @@ class TestStepDeclarations:
             A, {A: {"ok": E}, E: {"ok": Done}}
         )
 
-    @pytest.mark.parametrize("timeout", [0, -1.5, "5", True])
+    @pytest.mark.parametrize("timeout", [0, -1.5, "5", True, float("nan"), float("inf"), 1e300])
     def test_bad_timeout(self, timeout: Any) -> None:
-        """timeout is a number of seconds > 0."""
+        """timeout is a finite number of seconds > 0, at most 100 years."""
         E = make_step("E", "ok", timeout=timeout)
         assert (
-            f"Flow: step E: timeout must be a number of seconds > 0, got: {timeout!r}",
+            "Flow: step E: timeout must be a finite number of seconds > 0 and at most 100 years "
+            f"(3155760000), got: {timeout!r}",
         ) == problems(A, {A: {"ok": E}, E: {"ok": Done}})
 
     def test_bad_blocking(self) -> None:

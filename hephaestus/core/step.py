@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import attrs
 
+from .durations import MAX_SECONDS, seconds
+
 if TYPE_CHECKING:
     from .instance import Context, Instance
 
@@ -140,20 +142,26 @@ class Retry:
                 "Retry.backoff must be 'exponential', 'linear' or 'constant', "
                 f"got: {self.backoff!r}"
             )
-        for name in ("base", "max_backoff", "jitter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"Retry.{name} must be a number >= 0, got: {value!r}")
+        seconds(self.base, "Retry.base")
+        seconds(self.max_backoff, "Retry.max_backoff")
+        jitter = self.jitter
+        if (
+            isinstance(jitter, bool)
+            or not isinstance(jitter, int | float)
+            or not 0 <= jitter <= 10  # NaN fails both comparisons
+        ):
+            raise ValueError(f"Retry.jitter must be a number from 0 to 10, got: {jitter!r}")
 
     def delay(self, attempt: int, draw: float = 0.0) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based); ``draw`` in [0, 1)."""
         if self.backoff == "exponential":
-            raw = self.base * 2 ** (attempt - 1)
+            # 2 ** 64 already exceeds any cap: a larger exponent would overflow the float.
+            raw = self.base * 2.0 ** min(attempt - 1, 64)
         elif self.backoff == "linear":
             raw = self.base * attempt
         else:
             raw = self.base
-        return float(min(raw, self.max_backoff) * (1.0 + self.jitter * draw))
+        return min(float(min(raw, self.max_backoff) * (1.0 + self.jitter * draw)), MAX_SECONDS)
 
 
 class Step:

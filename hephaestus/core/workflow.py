@@ -18,6 +18,7 @@ import attrs
 
 from hephaestus.exceptions import WorkflowDefinitionError
 
+from .durations import seconds
 from .instance import Context
 from .step import Config, Retry, Step
 
@@ -145,6 +146,8 @@ class Workflow:
 
     versions: ClassVar[Mapping[int, type[Workflow]]] = {}
     current_version: ClassVar[int | None] = None
+    family: ClassVar[type[Workflow] | None] = None
+    """The family whose ``versions`` list this class (set by the family); None for most."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -319,11 +322,11 @@ class _Checker:
             self.problem(f"{where}: execute is not defined")
         if step.retry is not None and not isinstance(step.retry, Retry):
             self.problem(f"{where}: retry must be a Retry or None, got: {step.retry!r}")
-        timeout = step.timeout
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            self.problem(f"{where}: timeout must be a number of seconds > 0, got: {timeout!r}")
+        if step.timeout is not None:
+            try:
+                seconds(step.timeout, "timeout", positive=True)
+            except ValueError as exc:
+                self.problem(f"{where}: {exc}")
         if not isinstance(step.blocking, bool):
             self.problem(f"{where}: blocking must be a bool, got: {step.blocking!r}")
 
@@ -509,6 +512,9 @@ def _check_versions(family: type[Workflow]) -> None:
             problems.append(f"{name}.current_version {current!r} is not one of its versions")
     if problems:
         raise WorkflowDefinitionError(name, problems)
+    for workflow in versions.values():
+        if workflow.__dict__.get("family") is None:
+            workflow.family = family
 
 
 def _check_unique(c: _Checker, unique: object) -> None:

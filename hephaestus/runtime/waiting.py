@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
 
+from hephaestus._show import shown
+from hephaestus.core.durations import seconds
 from hephaestus.core.instance import Instance
 from hephaestus.core.step import Step
 from hephaestus.exceptions import AmbiguousResume, NotWaiting
 
-__all__ = ["check_delay", "waiting_step"]
+__all__ = ["check_delay", "check_event", "waiting_step"]
 
 
 def check_delay(delay: object) -> float:
-    """``delay`` as seconds; ``ValueError`` unless it is a finite number >= 0."""
-    if (
-        isinstance(delay, bool)
-        or not isinstance(delay, int | float)
-        or not math.isfinite(delay)
-        or delay < 0
-    ):
-        raise ValueError(f"delay must be a finite number of seconds >= 0, got: {delay!r}")
-    return float(delay)
+    """``delay`` as seconds; ``ValueError`` unless it is a finite number from 0 to 100 years."""
+    return seconds(delay, "delay")
+
+
+def check_event(event: object) -> str:
+    """``event`` if it is a string; ``TypeError`` naming it otherwise."""
+    if not isinstance(event, str):
+        raise TypeError(f"an event must be a string, got: {shown(event)}")
+    return event
 
 
 def waiting_step(
@@ -50,6 +51,8 @@ def waiting_step(
                 f"has no step with key {step!r}"
             )
         step = found
+    elif not (isinstance(step, type) and issubclass(step, Step)):
+        raise TypeError(f"step must be a Step class, a step key or None, got: {shown(step)}")
     if step not in waiting:
         raise NotWaiting(
             f"instance {instance.id!r} ({instance.status}): step {step.__qualname__} is not waiting"

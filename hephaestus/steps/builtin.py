@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import structlog
+
+from hephaestus._show import shown
+from hephaestus.core.durations import seconds
 
 from hephaestus.core.instance import Context, Instance
 from hephaestus.core.step import Async, Config, Ok, Step
@@ -51,20 +55,21 @@ class Wait(Step):
                 "Wait needs a config: {'duration': n, 'unit': 'second'} or {'seconds': n}"
             )
         if "seconds" in config:
-            seconds = config["seconds"]
-        else:
-            duration = config.get("duration")
-            unit = str(config.get("unit", "second")).removesuffix("s")
-            if unit not in _UNITS:
-                raise ValueError(
-                    f"Wait unit must be one of {', '.join(_UNITS)}, got: {config.get('unit')!r}"
-                )
-            if isinstance(duration, bool) or not isinstance(duration, int | float):
-                raise ValueError(f"Wait duration must be a number, got: {duration!r}")
-            seconds = duration * _UNITS[unit]
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise ValueError(f"Wait must last a number of seconds >= 0, got: {seconds!r}")
-        return float(seconds)
+            _only(config, ("seconds",), "Wait")
+            return seconds(config["seconds"], "Wait seconds")
+        _only(config, ("duration", "unit"), "Wait")
+        duration = config.get("duration")
+        unit = config.get("unit", "second")
+        factor = _UNITS.get(unit.removesuffix("s")) if isinstance(unit, str) else None
+        if factor is None:
+            raise ValueError(f"Wait unit must be one of {', '.join(_UNITS)}, got: {shown(unit)}")
+        if isinstance(duration, bool) or not isinstance(duration, int | float):
+            raise ValueError(f"Wait duration must be a number, got: {shown(duration)}")
+        try:
+            total = duration * factor
+        except OverflowError:  # an int too large for a float
+            total = math.inf
+        return seconds(total, f"Wait of {shown(duration)} {unit}")
 
     @classmethod
     def check_config(cls, config: Config) -> None:
@@ -99,14 +104,24 @@ class WaitForEvent(Step):
 
     @classmethod
     def timer(cls, config: Config) -> float | None:
-        if not config or config.get("timeout") is None:
+        if not config:
             return None
-        timeout = config["timeout"]
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise ValueError(
-                f"WaitForEvent timeout must be a number of seconds >= 0, got: {timeout!r}"
-            )
-        return float(timeout)
+        _only(config, ("timeout",), "WaitForEvent")
+        if config.get("timeout") is None:
+            return None
+        return seconds(config["timeout"], "WaitForEvent timeout")
+
+
+def _only(config: Mapping[str, Any], keys: tuple[str, ...], step: str) -> None:
+    """Refuse a config key ``step`` does not know (a typo would otherwise pass unnoticed)."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{step} config must be a dict, got: {shown(config)}")
+    unknown = [key for key in config if key not in keys]
+    if unknown:
+        raise ValueError(
+            f"{step} config has unknown key {shown(unknown[0])}; it takes "
+            f"{' and '.join(repr(k) for k in keys)}"
+        )
 
 
 class Debug(Step):

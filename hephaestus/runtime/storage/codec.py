@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from hephaestus._show import shown, text_of
 from hephaestus.core.instance import (
     Context,
     ExecutionEntry,
@@ -69,28 +70,95 @@ def resolve(path: str) -> Any:
     return found
 
 
-def _check(value: Any, where: str) -> Any:
-    """``value`` as JSON data; raise ``NotSerializable`` naming ``where`` otherwise."""
+MAX_DEPTH = 100
+"""How deeply a stored value may nest dicts and lists."""
+
+MAX_INT_DIGITS = 4000
+"""The most decimal digits a stored integer may have (Python converts at most 4,300)."""
+
+_INT_LIMIT = 10**MAX_INT_DIGITS
+
+
+class _Bad(Exception):
+    """A value the codec refuses: what is wrong, and the keys leading to it (innermost first)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.path: list[str] = []
+
+
+def _text(value: str) -> str:
+    """``value`` if every storage can keep it: valid Unicode without NUL."""
+    if "\x00" in value:
+        raise _Bad("holds a NUL character, which PostgreSQL cannot store")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Bad(
+                f"holds a lone surrogate ({shown(value, 40)}), which is not valid Unicode"
+            ) from None
+    return value
+
+
+def _json(value: Any, depth: int) -> Any:
+    """``value`` as JSON data (tuples as lists); raises ``_Bad`` for anything else.
+
+    The culprit's keys are collected only when something is refused, so a
+    value that is fine costs one pass and no string formatting.
+    """
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str:
+        return _text(value)
+    if kind is int:
+        if -_INT_LIMIT < value < _INT_LIMIT:
+            return value
+        raise _Bad(f"is an integer of more than {MAX_INT_DIGITS} digits")
+    if kind is bool or value is None:
         return value
     if kind is float:
         if not math.isfinite(value):
-            raise NotSerializable(f"{where} is {value!r}, which JSON cannot represent")
+            raise _Bad(f"is {value!r}, which JSON cannot represent")
         return value
-    if kind is dict or isinstance(value, Mapping):
+    if kind is dict or kind is list or kind is tuple or isinstance(value, Mapping):
+        if depth >= MAX_DEPTH:
+            raise _Bad(f"nests dicts and lists more than {MAX_DEPTH} levels deep")
+        depth += 1
+        if kind is list or kind is tuple:
+            items = []
+            for i, item in enumerate(value):
+                try:
+                    items.append(_json(item, depth))
+                except _Bad as bad:
+                    bad.path.append(f"[{i}]")
+                    raise
+            return items
         out = {}
         for key, item in value.items():
             if type(key) is not str:
-                raise NotSerializable(f"{where} has a key that is not a string: {key!r}")
-            out[key] = _check(item, f"{where}[{key!r}]")
+                raise _Bad(f"has a key that is not a string: {shown(key)}")
+            try:
+                _text(key)
+                out[key] = _json(item, depth)
+            except _Bad as bad:
+                bad.path.append(f"[{shown(key, 40)}]")
+                raise
         return out
-    if kind is list or kind is tuple:
-        return [_check(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    raise NotSerializable(
-        f"{where} is a {kind.__qualname__} ({value!r:.80}), which a durable storage cannot "
-        f"store as JSON"
+    raise _Bad(
+        f"is a {kind.__qualname__} ({shown(value)}), which a durable storage cannot store as JSON"
     )
+
+
+def _check(value: Any, where: str) -> Any:
+    """``value`` as JSON data; raise ``NotSerializable`` naming ``where`` and the key otherwise."""
+    try:
+        return _json(value, 0)
+    except _Bad as bad:
+        path = bad.path[::-1]
+        if len(path) > 8:  # a value nested too deeply: its first and last keys
+            path = [*path[:4], "...", *path[-3:]]
+        culprit = where + "".join(path)
+        raise NotSerializable(f"{culprit} {bad.what}") from None
 
 
 def encode_value(value: Any, where: str) -> Any:
@@ -105,11 +173,19 @@ def reason_text(reason: object) -> Any:
 
 def _reason(reason: object) -> Any:
     if isinstance(reason, BaseException):
-        return f"{type(reason).__qualname__}: {reason}"
+        return _storable(text_of(reason))
     try:
-        return _check(reason, "reason")
-    except NotSerializable:
-        return repr(reason)
+        return _json(reason, 0)
+    except _Bad:
+        return _storable(shown(reason, 2000))
+
+
+def _storable(text: str) -> str:
+    """``text`` with what no storage keeps (NUL, lone surrogates) replaced."""
+    try:
+        return _text(text)
+    except _Bad:
+        return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def encode(instance: Instance) -> dict[str, Any]:
@@ -207,11 +283,17 @@ def decode(data: Mapping[str, Any]) -> Instance:
             if error is None
             else Failure(step(error["step"]), error["kind"], error["reason"]),
         )
-    except (ImportError, AttributeError, TypeError, ValueError, KeyError) as exc:
+    except Exception as exc:  # whatever a damaged row holds, it fails this load alone
         instance_id = data.get("id") if isinstance(data, Mapping) else None
         raise InstanceLoadError(
-            f"instance {instance_id!r} of workflow {workflow_path} cannot be loaded: {exc!r}"
+            f"instance {shown(instance_id)} of workflow {_plain(workflow_path)} "
+            f"cannot be loaded: {shown(exc, 300)}"
         ) from exc
+
+
+def _plain(path: object) -> str:
+    """An import path as it is (cut short), anything else as its repr."""
+    return path[:200] if isinstance(path, str) else shown(path)
 
 
 def dumps(instance: Instance) -> str:
@@ -223,6 +305,6 @@ def loads(text: str | bytes) -> Instance:
     """``decode`` of a JSON string."""
     try:
         data = json.loads(text)
-    except ValueError as exc:  # JSONDecodeError, bad UTF-8
-        raise InstanceLoadError(f"a stored instance is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, nested too deeply
+        raise InstanceLoadError(f"a stored instance is not valid JSON: {shown(exc, 300)}") from exc
     return decode(data)
