@@ -205,7 +205,7 @@ class TestWaitForEvent:
 
     def test_unknown_key(self) -> None:
         """A key WaitForEvent does not know (a typo) is refused, naming it."""
-        with pytest.raises(ValueError, match="^WaitForEvent config has unknown key 'timout'"):
+        with pytest.raises(ValueError, match=r"^WaitForEvent config has unknown key 'timout'"):
             WaitForEvent.check_config({"timout": 5})
 
     @pytest.mark.parametrize("timeout", [-1, "5", True, float("nan"), float("inf"), 1e300])

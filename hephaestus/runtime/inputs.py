@@ -28,7 +28,7 @@ def check_start(
     version: object,
     telemetry_metadata: object,
 ) -> Start:
-    """The checked arguments of ``runner.start``; ``TypeError``/``ValueError`` naming the culprit."""
+    """The checked arguments of ``start``; ``TypeError`` or ``ValueError`` naming the culprit."""
     if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
         raise TypeError(f"start needs a Workflow subclass, got: {shown(workflow)}")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):

@@ -10,7 +10,6 @@ import structlog
 
 from hephaestus._show import shown
 from hephaestus.core.durations import seconds
-
 from hephaestus.core.instance import Context, Instance
 from hephaestus.core.step import Async, Config, Ok, Step
 
