@@ -126,7 +126,16 @@ class NotSerializable(HephaestusError, TypeError):
 
 
 class StorageError(HephaestusError, RuntimeError):
-    """A storage backend failed; the backend's own exception is the ``__cause__``."""
+    """A storage backend failed; the backend's own exception is the ``__cause__``.
+
+    ``transient`` is True when the same call may succeed later unchanged (a
+    lock held too long, a full or read-only disk, a lost connection, a server
+    shutting down), False when the database refused the data itself.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class InstanceLoadError(StorageError):

@@ -41,6 +41,7 @@ except ImportError as exc:  # pragma: no cover - depends on the extras installed
         "PostgresStorage needs psycopg 3 and psycopg-pool: pip install 'hephaestus[postgres]'"
     ) from exc
 
+from hephaestus._show import text_of
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, StorageError
@@ -58,6 +59,23 @@ _SIZES = (1, 10)
 
 _Pool: TypeAlias = "AsyncConnectionPool[psycopg.AsyncConnection[Any]]"
 """A psycopg pool of async connections, whatever their row factory."""
+
+
+# SQLSTATE classes of a server that may accept the same statement later: connection
+# exceptions, transaction rollbacks (serialization, deadlock), insufficient resources
+# (disk full, out of memory), operator intervention (shutdown), system errors (I/O).
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_TRANSIENT_STATES = frozenset({"25006"})  # read_only_sql_transaction: a standby, a read-only disk
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether the same statement may succeed later: the server, not the data, failed."""
+    if not isinstance(exc, psycopg.Error):
+        return isinstance(exc, OSError)
+    state = exc.sqlstate
+    if state is None:  # no server answer: a lost connection, a pool timeout
+        return isinstance(exc, psycopg.OperationalError)
+    return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
 
 
 class _IdLock:
@@ -226,8 +244,11 @@ class PostgresStorage:
                 cursor = conn.cursor(row_factory=tuple_row)  # whatever the pool's row factory
                 await cursor.execute(query, params)
                 return await cursor.fetchall()
-        except psycopg.Error as exc:
-            raise StorageError(f"{self!r}: {what} failed: {exc}") from exc
+        except Exception as exc:  # psycopg's, or a value it cannot send: this call fails alone
+            raise self._error(exc, what) from exc
+
+    def _error(self, exc: Exception, what: str) -> StorageError:
+        return StorageError(f"{self!r}: {what} failed: {text_of(exc)}", transient=transient(exc))
 
     async def _write(self, instance_id: str, query: str, params: Any, what: str) -> int:
         """Run ``query`` after the earlier writes of ``instance_id``; return its rowcount."""
@@ -244,10 +265,8 @@ class PostgresStorage:
                     async with pool.connection() as conn:
                         cursor = await conn.execute(query, params)
                         return cursor.rowcount
-                except psycopg.Error as exc:
-                    raise StorageError(
-                        f"{self!r}: {what} of instance {instance_id!r} failed: {exc}"
-                    ) from exc
+                except Exception as exc:  # psycopg's, or a value it cannot send
+                    raise self._error(exc, f"{what} of instance {instance_id!r}") from exc
         finally:
             entry.users -= 1
             if not entry.users:
@@ -292,7 +311,9 @@ class PostgresStorage:
                     async with pool.connection() as conn:
                         await self._migrate(conn)
             except psycopg.Error as exc:
-                raise StorageError(f"{self!r} cannot open its database: {exc}") from exc
+                raise StorageError(
+                    f"{self!r} cannot open its database: {exc}", transient=transient(exc)
+                ) from exc
             self._loop = loop
             self._pool = pool
             return pool

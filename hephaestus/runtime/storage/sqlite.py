@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import structlog
 
+from hephaestus._show import text_of
+from hephaestus.core.durations import seconds
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, NotSerializable, StorageError
@@ -58,16 +60,23 @@ class SQLiteStorage:
 
     ``path`` is the database file; ``synchronous`` is ``"full"`` (each commit
     durable against power loss; the default) or ``"normal"`` (durable against
-    a crash of the process). Close it with ``await storage.aclose()`` or use
+    a crash of the process); ``busy_timeout`` is how long, in seconds, a call
+    waits for another connection's lock before it fails with a transient
+    ``StorageError``. Close it with ``await storage.aclose()`` or use
     it as an async context manager; an unclosed storage's thread ends with the
     process.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, synchronous: Literal["full", "normal"] = "full"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        busy_timeout: float = 10.0,
     ) -> None:
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous must be 'full' or 'normal', got: {synchronous!r}")
+        self.busy_timeout = seconds(busy_timeout, "busy_timeout")
         self.path = os.fspath(path)
         self.synchronous = synchronous
         self._requests: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
@@ -164,27 +173,26 @@ class SQLiteStorage:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-        conn.execute("PRAGMA busy_timeout=10000")
-        _migrate(conn)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _serve(self) -> None:
-        """The storage thread: take requests in batches; commit each run of puts at once."""
+        """The storage thread: take requests in batches; commit each run of puts at once.
+
+        It never dies of a request: whatever one raises fails that request (or,
+        at worst, its batch) with a ``StorageError``, and the thread goes on.
+        A database that cannot be opened fails the requests that came, and the
+        next request tries again.
+        """
         requests = self._requests
-        try:
-            conn = self._connect()
-        except Exception as exc:  # the file or the schema is unusable: fail every request
-            error = StorageError(f"{self!r} cannot open its database: {exc}")
-            error.__cause__ = exc
-            while (item := requests.get()) is not _STOP:
-                request: _Request = item  # type: ignore[assignment]
-                failed: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = [
-                    (request[2], None, error)
-                ]
-                request[3].call_soon_threadsafe(_settle, failed)
-            return
+        conn: sqlite3.Connection | None = None
         try:
             while True:
                 item = requests.get()
@@ -195,35 +203,68 @@ class SQLiteStorage:
                     except queue.Empty:
                         break
                 stop = _STOP in batch
-                self._run_batch(conn, [r for r in batch if r is not _STOP])  # type: ignore[misc]
+                work: list[_Request] = [r for r in batch if r is not _STOP]  # type: ignore[misc]
+                if work:
+                    try:
+                        if conn is None:
+                            conn = self._connect()
+                        settled = self._run_batch(conn, work)
+                    except BaseException as exc:  # the thread must live on
+                        error = self._error(exc, "open" if conn is None else "batch")
+                        settled = [(r[2], None, error, r[3]) for r in work]
+                    _deliver(settled)
                 if stop:
                     return
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
-        done: dict[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
-        ] = {}
+    def _error(self, exc: BaseException, what: str) -> BaseException:
+        """The exception a caller gets for ``exc``, raised while doing ``what``."""
+        if isinstance(exc, NotSerializable | InstanceLoadError):
+            return exc
+        if isinstance(exc, StorageError):
+            error = StorageError(f"{self!r} cannot open its database: {exc}")
+        elif what == "open":
+            error = StorageError(
+                f"{self!r} cannot open its database: {text_of(exc)}", transient=_transient(exc)
+            )
+        else:
+            error = StorageError(
+                f"{self!r}: {what} failed: {text_of(exc)}", transient=_transient(exc)
+            )
+        error.__cause__ = exc
+        return error
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> list[_Settled]:
+        settled: list[_Settled] = []
         puts: list[tuple[_Request, tuple[Any, ...]]] = []
 
-        def finish(request: _Request, result: Any, error: BaseException | None) -> None:
-            done.setdefault(request[3], []).append((request[2], result, error))
+        def write(rows: list[tuple[Any, ...]]) -> None:
+            with _transaction(conn):
+                conn.executemany(_UPSERT, rows)
 
         def flush() -> None:
             if not puts:
                 return
             try:
-                with _transaction(conn):
-                    conn.executemany(_UPSERT, [row for _, row in puts])
-            except sqlite3.Error as exc:
-                error = StorageError(f"{self!r}: the write failed: {exc}")
-                error.__cause__ = exc
-                for request, _ in puts:
-                    finish(request, None, error)
+                write([row for _, row in puts])
+            except Exception as exc:
+                if len(puts) == 1 or _transient(exc):
+                    error = self._error(exc, "the write")
+                    settled.extend((r[2], None, error, r[3]) for r, _ in puts)
+                else:  # one row refused: write the others alone, so that only it fails
+                    for request, row in puts:
+                        try:
+                            write([row])
+                        except Exception as one:
+                            settled.append(
+                                (request[2], None, self._error(one, "the write"), request[3])
+                            )
+                        else:
+                            settled.append((request[2], None, None, request[3]))
             else:
-                for request, _ in puts:
-                    finish(request, None, None)
+                settled.extend((r[2], None, None, r[3]) for r, _ in puts)
             puts.clear()
 
         now = time.time()
@@ -232,24 +273,46 @@ class SQLiteStorage:
             if op == "put":
                 try:
                     row = _row(arg, now)
-                except NotSerializable as exc:
-                    finish(request, None, exc)
+                except Exception as exc:
+                    settled.append((request[2], None, self._error(exc, "put"), request[3]))
                 else:
                     puts.append((request, row))
                 continue
             flush()
             try:
-                finish(request, _READS[op](conn, arg), None)
-            except (NotSerializable, InstanceLoadError) as exc:
-                finish(request, None, exc)
-            except sqlite3.Error as exc:
-                error = StorageError(f"{self!r}: {op} failed: {exc}")
-                error.__cause__ = exc
-                finish(request, None, error)
+                result = _READS[op](conn, arg)
+            except Exception as exc:
+                settled.append((request[2], None, self._error(exc, op), request[3]))
+            else:
+                settled.append((request[2], result, None, request[3]))
         flush()
-        for loop, settled in done.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_settle, settled)
+        return settled
+
+
+_Settled = tuple["asyncio.Future[Any]", Any, BaseException | None, asyncio.AbstractEventLoop]
+
+
+def _deliver(settled: list[_Settled]) -> None:
+    """Hand each result to the loop of its caller."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+    for item in settled:
+        by_loop.setdefault(item[3], []).append(item)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_settle, items)
+
+
+# SQLite's primary result codes for a database that may accept the same write later:
+# BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL.
+_TRANSIENT_CODES = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15})
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether the same call may succeed later: the database, not the data, failed."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _TRANSIENT_CODES
+    return isinstance(exc, OSError | MemoryError)
 
 
 def _row(instance: Instance, now: float) -> tuple[Any, ...]:
@@ -265,8 +328,8 @@ def _row(instance: Instance, now: float) -> tuple[Any, ...]:
     )
 
 
-def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in settled:
+def _settle(settled: list[_Settled]) -> None:
+    for future, result, error, _ in settled:
         if future.done():  # the caller was cancelled
             continue
         if error is not None:
@@ -320,7 +383,9 @@ def _statements(sql: str) -> list[str]:
 
 
 def _get(conn: sqlite3.Connection, instance_id: str) -> Instance | None:
-    row = conn.execute("SELECT state FROM heph_instances WHERE id = ?", (instance_id,)).fetchone()
+    # As bytes: a row whose text is not valid UTF-8 fails in the codec, as itself.
+    sql = "SELECT CAST(state AS BLOB) FROM heph_instances WHERE id = ?"
+    row = conn.execute(sql, (instance_id,)).fetchone()
     return None if row is None else codec.loads(row[0])
 
 
@@ -333,12 +398,14 @@ def _delete(conn: sqlite3.Connection, instance_id: str) -> bool:
 def _query(conn: sqlite3.Connection, arg: tuple[str, list[Any]]) -> list[Instance]:
     where, params = arg
     found = []
-    sql = f"SELECT state FROM heph_instances{where} ORDER BY rowid"  # our clauses
-    for (state,) in conn.execute(sql, params):
+    # Bytes, not text: a row that is not valid UTF-8 is skipped alone, not the whole query.
+    sql = f"SELECT CAST(id AS BLOB), CAST(state AS BLOB) FROM heph_instances{where} ORDER BY rowid"
+    for row_id, state in conn.execute(sql, params):
         try:
             found.append(codec.loads(state))
         except InstanceLoadError as exc:  # one broken instance must not hide the others
-            _logger.warning("instance skipped", reason=str(exc))
+            shown_id = bytes(row_id).decode("utf-8", "replace")
+            _logger.warning("instance skipped", instance_id=shown_id, reason=str(exc))
     return found
 
 
