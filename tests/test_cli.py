@@ -18,9 +18,13 @@ class TestDemo:
         )
         assert 0 == result.returncode, result.stderr
         lines = result.stdout.splitlines()
-        assert any(line.startswith("order::1001: completed (ValidateOrder") for line in lines)
-        assert any(line.startswith("order::1002: completed (ValidateOrder") for line in lines)
-        assert "[order::1001] Step WaitForEvent resumed with received" in result.stdout
+        assert any(
+            line.startswith("OrderFlow::order::1001: completed (ValidateOrder") for line in lines
+        )
+        assert any(
+            line.startswith("OrderFlow::order::1002: completed (ValidateOrder") for line in lines
+        )
+        assert "[OrderFlow::order::1001] Step WaitForEvent resumed with received" in result.stdout
 
     def test_a_command_is_required(self) -> None:
         """Without a command, the usage is printed and the exit status is 2."""

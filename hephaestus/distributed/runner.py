@@ -32,9 +32,10 @@ from hephaestus.exceptions import (
     RunnerStopped,
     UndeclaredEvent,
 )
-from hephaestus.runtime.ids import instance_id as make_instance_id
+from hephaestus.runtime.ids import check_id
+from hephaestus.runtime.inputs import check_start
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.waiting import check_delay, waiting_step
+from hephaestus.runtime.waiting import check_delay, check_event, check_step, waiting_step
 
 __all__ = ["DistributedRunner"]
 
@@ -124,17 +125,16 @@ class DistributedRunner:
     ) -> str:
         """Store a new instance and defer its first advance, in one transaction."""
         jobs = self._ready
-        concrete = workflow.resolve(version)
-        if not isinstance(context, Mapping):
-            raise TypeError(f"the context must be a dict, got: {context!r}")
-        iid = make_instance_id(concrete, id)
+        concrete, iid, initial, metadata = check_start(
+            workflow, context, id, version, telemetry_metadata
+        )
         instance = Instance(
             iid,
             concrete,
             concrete.version,
             Status.PENDING,
-            Context(dict(context)),
-            telemetry_metadata=dict(telemetry_metadata or {}),
+            Context(initial),
+            telemetry_metadata=metadata,
             started_at=time.time_ns(),
         )
         state = codec.encode(instance)  # refuses what it cannot store, before any SQL
@@ -161,7 +161,7 @@ class DistributedRunner:
 
     async def get(self, instance_id: str) -> Instance:
         """The instance as it is stored now."""
-        instance = await self._ready.backend.storage.get(instance_id)
+        instance = await self._ready.backend.storage.get(check_id(instance_id))
         if instance is None:
             raise InstanceNotFound(instance_id)
         return instance
@@ -173,6 +173,7 @@ class DistributedRunner:
     async def wait(self, instance_id: str, *, timeout: float | None = None) -> Instance:  # noqa: ASYNC109  # the documented API
         """The instance once it has ended; ``TimeoutError`` after ``timeout`` seconds."""
         storage = self._ready.backend.storage
+        check_id(instance_id)
         delay = min(0.005, self.poll_interval)
         with anyio.fail_after(timeout):
             while True:
@@ -189,6 +190,9 @@ class DistributedRunner:
     ) -> None:
         """Record a resume for a waiting step and defer the advance that applies it."""
         jobs = self._ready
+        check_id(instance_id)
+        check_event(event)
+        check_step(step)
         backend = jobs.backend
         async with backend.pool.connection() as conn, conn.transaction():
             instance, target, parked = await self._waiting(conn, instance_id, step)
@@ -219,6 +223,8 @@ class DistributedRunner:
         """The waiting ``step`` resumes itself with ``"timeout"`` after ``delay`` seconds."""
         delay = check_delay(delay)
         jobs = self._ready
+        check_id(instance_id)
+        check_step(step)
         async with jobs.backend.pool.connection() as conn, conn.transaction():
             instance, target, _ = await self._waiting(conn, instance_id, step)
             if "timeout" not in target.declared_events(instance.step_configs.get(target)):
@@ -234,6 +240,7 @@ class DistributedRunner:
     async def cancel(self, instance_id: str) -> Instance:
         """Cancel the instance: its pending jobs are cancelled, running ones asked to abort."""
         backend = self._ready.backend
+        check_id(instance_id)
         async with backend.pool.connection() as conn, conn.transaction():
             loaded = await backend.load(conn, instance_id, lock=True)
             if loaded is None:

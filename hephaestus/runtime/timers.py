@@ -13,30 +13,54 @@ import anyio
 
 __all__ = ["TimerQueue"]
 
+Handle = list[Any]
+"""A timer in the heap: ``[due, sequence, payload]``; a cancelled one's payload is None."""
+
+_COMPACT_AT = 64
+"""Cancelled entries the heap may hold before it is rebuilt without them (when they outnumber
+the live ones)."""
+
 
 class TimerQueue:
     """Calls ``fire(*payload)`` when each timer falls due (wall-clock ns).
 
-    A timer that fell due while nothing ran fires at once. Timers are never
-    removed: ``fire`` checks that the timer is still wanted, so a timer that
-    lost its race to a resume does nothing.
+    A timer that fell due while nothing ran fires at once. ``cancel`` drops
+    a timer's payload at once, so that a resumed or cancelled instance is not
+    kept alive until its timer's due time; the heap is rebuilt without the
+    cancelled entries once they outnumber the live ones.
     """
 
     def __init__(self, fire: Callable[..., None]) -> None:
         self._fire = fire
-        self._heap: list[tuple[int, int, tuple[Any, ...]]] = []
+        self._heap: list[Handle] = []
         self._seq = itertools.count()
         self._changed = anyio.Event()
+        self._cancelled = 0
 
     def __len__(self) -> int:
-        return len(self._heap)
+        """How many timers are armed and not cancelled."""
+        return len(self._heap) - self._cancelled
 
-    def arm(self, due: int, *payload: Any) -> None:
-        """Fire ``payload`` at ``due`` (wall-clock ns since the epoch)."""
+    def arm(self, due: int, *payload: Any) -> Handle:
+        """Fire ``payload`` at ``due`` (wall-clock ns since the epoch); return its handle."""
         earliest = self._heap[0][0] if self._heap else math.inf
-        heapq.heappush(self._heap, (due, next(self._seq), payload))
+        handle: Handle = [due, next(self._seq), payload]
+        heapq.heappush(self._heap, handle)
         if due < earliest:
             self._changed.set()
+        return handle
+
+    def cancel(self, handle: Handle) -> None:
+        """The timer will not fire; what it would have fired is released now."""
+        if handle[2] is None:
+            return
+        handle[2] = None
+        self._cancelled += 1
+        heap = self._heap
+        if self._cancelled > _COMPACT_AT and self._cancelled * 2 > len(heap):
+            heap[:] = [entry for entry in heap if entry[2] is not None]
+            heapq.heapify(heap)
+            self._cancelled = 0
 
     async def run(self) -> None:
         """Fire timers as they fall due, until cancelled."""
@@ -55,4 +79,7 @@ class TimerQueue:
                     self._changed = anyio.Event()
                 continue
             _, _, payload = heapq.heappop(heap)
+            if payload is None:
+                self._cancelled -= 1
+                continue
             self._fire(*payload)

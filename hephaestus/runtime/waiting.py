@@ -10,7 +10,7 @@ from hephaestus.core.instance import Instance
 from hephaestus.core.step import Step
 from hephaestus.exceptions import AmbiguousResume, NotWaiting
 
-__all__ = ["check_delay", "check_event", "waiting_step"]
+__all__ = ["check_delay", "check_event", "check_step", "waiting_step"]
 
 
 def check_delay(delay: object) -> float:
@@ -23,6 +23,14 @@ def check_event(event: object) -> str:
     if not isinstance(event, str):
         raise TypeError(f"an event must be a string, got: {shown(event)}")
     return event
+
+
+def check_step(step: object) -> None:
+    """``TypeError`` unless ``step`` is a Step class, a step key or None."""
+    if not (
+        step is None or isinstance(step, str) or (isinstance(step, type) and issubclass(step, Step))
+    ):
+        raise TypeError(f"step must be a Step class, a step key or None, got: {shown(step)}")
 
 
 def waiting_step(
@@ -51,8 +59,8 @@ def waiting_step(
                 f"has no step with key {step!r}"
             )
         step = found
-    elif not (isinstance(step, type) and issubclass(step, Step)):
-        raise TypeError(f"step must be a Step class, a step key or None, got: {shown(step)}")
+    else:
+        check_step(step)
     if step not in waiting:
         raise NotWaiting(
             f"instance {instance.id!r} ({instance.status}): step {step.__qualname__} is not waiting"

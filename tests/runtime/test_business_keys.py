@@ -59,14 +59,14 @@ class PlainBusy(Workflow):
 
 
 class TestBusinessKey:
-    async def test_the_id_is_key_and_value(self) -> None:
-        """With Unique(key="orderid"), start(..., id="abc") makes the id "orderid::abc"."""
+    async def test_the_id_is_workflow_key_and_value(self) -> None:
+        """With Unique(key="orderid") (scope "workflow"), id="abc" makes "Ordered::orderid::abc"."""
         async with LocalRunner() as runner:
             instance_id = await runner.start(Ordered, {}, id="abc")
             instance = await ended(runner, instance_id)
 
-        assert "orderid::abc" == instance_id
-        assert "orderid::abc" == instance.id
+        assert "Ordered::orderid::abc" == instance_id
+        assert "Ordered::orderid::abc" == instance.id
         assert Status.COMPLETED == instance.status
 
     @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ class TestBusinessKey:
         async with LocalRunner() as runner:
             instance = await ended(runner, await runner.start(Ordered, {}, id=value))
 
-        assert f"orderid::{value}" == instance.id
+        assert f"Ordered::orderid::{value}" == instance.id
         assert Status.COMPLETED == instance.status
 
     async def test_scope_none_appends_a_random_suffix(self) -> None:
@@ -131,10 +131,70 @@ class TestBusinessKey:
         assert [second] == await storage.query()
 
 
+def keyed(name: str, scope: Any, version: int = 1) -> type[Workflow]:
+    return type(
+        name,
+        (Workflow,),
+        {
+            "__module__": __name__,
+            "__qualname__": name,
+            "unique": Unique(key="orderid", scope=scope),
+            "version": version,
+            "start": Work,
+            "transitions": {Work: {"done": Done}},
+        },
+    )
+
+
+class TestScopes:
+    @pytest.mark.parametrize(
+        ("scope", "clash"),
+        [("global", True), ("workflow", False), ("version", False)],
+    )
+    async def test_two_workflows_share_a_value(self, scope: str, clash: bool) -> None:
+        """The same value in two workflows clashes only under scope "global"."""
+        first, second = keyed("FirstFlow", scope), keyed("SecondFlow", scope)
+        probe = Probe()
+        async with LocalRunner() as runner:
+            one = await runner.start(first, {"probe": probe}, id="v")
+            if clash:
+                with pytest.raises(AlreadyRunning):
+                    await runner.start(second, {"probe": probe}, id="v")
+                ids = [one]
+            else:
+                ids = [one, await runner.start(second, {"probe": probe}, id="v")]
+            probe.release.set()
+            statuses = {(await ended(runner, i)).status for i in ids}
+            found = [await runner.get(i) for i in ids]  # get by the ids start returned
+
+        assert {Status.COMPLETED} == statuses
+        assert ids == [instance.id for instance in found]
+
+    async def test_versions_of_a_family(self) -> None:
+        """Scope "version" tells a family's versions apart; scope "workflow" does not."""
+        probe = Probe()
+        v1, v2 = keyed("PerVersionV1", "version", 1), keyed("PerVersionV2", "version", 2)
+        w1, w2 = keyed("PerFamilyV1", "workflow", 1), keyed("PerFamilyV2", "workflow", 2)
+        per_version = type("PerVersion", (Workflow,), {"versions": {1: v1, 2: v2}})
+        per_family = type("PerFamily", (Workflow,), {"versions": {1: w1, 2: w2}})
+        async with LocalRunner() as runner:
+            a = await runner.start(per_version, {"probe": probe}, id="v", version=1)
+            b = await runner.start(per_version, {"probe": probe}, id="v", version=2)
+            c = await runner.start(per_family, {"probe": probe}, id="v", version=1)
+            with pytest.raises(AlreadyRunning):
+                await runner.start(per_family, {"probe": probe}, id="v", version=2)
+            probe.release.set()
+            for i in (a, b, c):
+                await ended(runner, i)
+
+        assert ["PerVersion::v1::orderid::v", "PerVersion::v2::orderid::v"] == [a, b]
+        assert "PerFamily::orderid::v" == c
+
+
 class TestDuplicateActiveId:
     @pytest.mark.parametrize(
         ("workflow", "given", "expected_id"),
-        [(OrderedBusy, "abc", "orderid::abc"), (PlainBusy, "order-1", "order-1")],
+        [(OrderedBusy, "abc", "OrderedBusy::orderid::abc"), (PlainBusy, "order-1", "order-1")],
         ids=["business-key", "plain-id"],
     )
     async def test_a_second_start_is_refused_and_changes_nothing(
@@ -176,12 +236,24 @@ class TestPlainIds:
         assert 3 == len(set(ids))
         assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
 
-    @pytest.mark.parametrize("value", ["", 12])
-    async def test_an_empty_or_non_string_id_is_refused(self, value: Any) -> None:
-        """An id that is not a non-empty string raises ValueError and stores nothing."""
+    @pytest.mark.parametrize(
+        ("value", "error", "message"),
+        [
+            ("", ValueError, "must have 1 to 255 characters, got 0"),
+            ("x" * 256, ValueError, "must have 1 to 255 characters, got 256"),
+            (12, TypeError, "an instance id must be a string, got: 12"),
+            ("a\udc80b", ValueError, r"must be valid Unicode text, got: 'a\\udc80b'"),
+            ("a\x00b", ValueError, "must not hold a NUL character"),
+        ],
+        ids=["empty", "too-long", "int", "lone-surrogate", "nul"],
+    )
+    async def test_a_bad_id_is_refused(
+        self, value: Any, error: type[Exception], message: str
+    ) -> None:
+        """An id no storage can keep raises, naming it, and stores nothing."""
         storage = MemoryStorage()
         async with LocalRunner(storage) as runner:
-            with pytest.raises(ValueError, match="an instance id must be a non-empty string"):
+            with pytest.raises(error, match=message):
                 await runner.start(Plain, {}, id=value)
 
         assert [] == await storage.query()

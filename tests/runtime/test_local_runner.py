@@ -455,7 +455,9 @@ class TestMaxConcurrency:
     @pytest.mark.parametrize("cap", [0, -1])
     def test_refuses_a_cap_below_one(self, cap: int) -> None:
         """A cap below one is refused with ValueError naming the value."""
-        with pytest.raises(ValueError, match=f"max_concurrency must be >= 1 or None, got: {cap}"):
+        with pytest.raises(
+            ValueError, match=f"max_concurrency must be an int >= 1 or None, got: {cap}"
+        ):
             LocalRunner(max_concurrency=cap)
 
     async def test_queueing_for_a_slot_does_not_count_against_the_timeout(self) -> None:
