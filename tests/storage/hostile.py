@@ -75,7 +75,7 @@ class RaisesFlow(Workflow):
 
 class ParksFlow(Workflow):
     start = Parks
-    transitions = {Parks: {"go": Done}}
+    transitions = {Parks: {"go": Done, "timeout": Done}}
 
 
 class WaitsFlow(Workflow):
