@@ -18,6 +18,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from runtime.conftest import signal
 
 from hephaestus import (
     Done,
@@ -33,6 +34,7 @@ from hephaestus import (
     WaitForEvent,
     Workflow,
     WorkflowDefinitionError,
+    telemetry,
 )
 from hephaestus.runtime.storage import codec
 
@@ -99,10 +101,13 @@ async def outcome(call: Awaitable[T]) -> T | Exception:
         return exc
 
 
-async def parked(runner: LocalRunner, instance_id: str) -> None:
-    """Until the instance waits (its step has parked)."""
-    while (await runner.get(instance_id)).status is not Status.WAITING:
-        await anyio.sleep(0.001)
+async def start_parked(runner: LocalRunner) -> str:
+    """Start a ParksFlow instance; return its id once its step has parked."""
+    iid = secrets.token_hex(6)
+    with signal(telemetry.step_async_event(), instance_id=iid) as parked:
+        await runner.start(ParksFlow, {}, id=iid)
+        await parked.wait()
+    return iid
 
 
 async def still_serves(storage: Storage) -> None:
@@ -266,8 +271,7 @@ class TestHostileArguments:
     async def test_resume_needs_a_step(self, step: Any) -> None:
         """resume(..., step=42) says what step= takes, and changes nothing."""
         async with LocalRunner() as runner:
-            iid = await runner.start(ParksFlow, {})
-            await parked(runner, iid)
+            iid = await start_parked(runner)
             with pytest.raises(TypeError, match="step must be a Step class, a step key or None"):
                 await runner.resume(iid, "go", step=step)
             assert Status.WAITING == (await runner.get(iid)).status
@@ -278,8 +282,7 @@ class TestHostileArguments:
     async def test_schedule_resume_checks_the_delay(self, delay: Any) -> None:
         """A delay outside 0 s to 100 years is refused, naming it; a good one is armed."""
         async with LocalRunner() as runner:
-            iid = await runner.start(ParksFlow, {})
-            await parked(runner, iid)
+            iid = await start_parked(runner)
             refused = await outcome(runner.schedule_resume(iid, Parks, delay))
             if isinstance(refused, Exception):
                 assert str(refused).startswith("delay must be a finite number of seconds")
@@ -311,8 +314,7 @@ class TestHostileArguments:
     async def test_calls_after_the_block_say_the_runner_stopped(self) -> None:
         """Once the block has exited, resume, cancel, wait and start raise RunnerStopped."""
         async with LocalRunner() as runner:
-            iid = await runner.start(ParksFlow, {})
-            await parked(runner, iid)
+            iid = await start_parked(runner)
         for call in (
             runner.resume(iid, "go"),
             runner.cancel(iid),
