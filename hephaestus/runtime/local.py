@@ -556,6 +556,17 @@ class LocalRunner:
                     )
                 await anyio.sleep(min(0.005 * 2**attempt, 5.0))
 
+    async def _rewrite(self, run: _Run, instance: Instance, error: Exception) -> None:
+        """After a put of ``instance`` failed with ``error``: retry if transient, else raise."""
+        if isinstance(error, StorageError) and error.transient:
+            _logger.warning(
+                "a write failed; retrying", instance_id=instance.id, attempt=1, reason=str(error)
+            )
+            await anyio.sleep(0.005)
+            await self._store(run, instance)
+            return
+        raise error
+
     def _finish(self, run: _Run) -> None:
         """The instance ended: drop its timers, release waiters and forget the run."""
         if self._runs.get(run.instance.id) is run:
@@ -698,12 +709,15 @@ class LocalRunner:
                     run.completed_since = 0
                     if instance is not run.persisted:
                         try:
-                            await self._store(run, instance)
-                        except Exception as exc:  # the start step's config cannot be stored
-                            self._unlock(run)
-                            locked = False
-                            await self._refused(run, None, "invalid_result", exc)
-                            return
+                            await self.storage.put(instance)
+                        except Exception as exc:
+                            try:
+                                await self._rewrite(run, instance, exc)
+                            except Exception as refused:  # the start step's config is refused
+                                self._unlock(run)
+                                locked = False
+                                await self._refused(run, None, _refusal(refused), refused)
+                                return
                         run.instance = run.persisted = instance
                     active = instance.active_steps
                     if not active:
@@ -753,11 +767,14 @@ class LocalRunner:
         new, note = self._fold(run, before, step, outcome)
         if new is not before:
             try:
-                await self._store(run, new)
-            except Exception as exc:  # the storage refused the step's result
-                self._unlock(run)
-                await self._refused(run, step, _refusal(exc), exc)
-                return False
+                await self.storage.put(new)  # the common case: no retry loop on the hot path
+            except Exception as exc:
+                try:
+                    await self._rewrite(run, new, exc)
+                except Exception as refused:  # the storage refused the step's result
+                    self._unlock(run)
+                    await self._refused(run, step, _refusal(refused), refused)
+                    return False
             run.instance = run.persisted = new
         if note is not None:
             self._announce(run, note)
