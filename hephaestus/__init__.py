@@ -8,12 +8,14 @@ from hephaestus.core.instance import Context as Context
 from hephaestus.core.instance import ExecutionEntry as ExecutionEntry
 from hephaestus.core.instance import Failure as Failure
 from hephaestus.core.instance import Instance as Instance
+from hephaestus.core.instance import MapState as MapState
 from hephaestus.core.instance import Status as Status
 from hephaestus.core.step import Async as Async
 from hephaestus.core.step import Error as Error
 from hephaestus.core.step import Ok as Ok
 from hephaestus.core.step import Retry as Retry
 from hephaestus.core.step import Step as Step
+from hephaestus.core.workflow import Map as Map
 from hephaestus.core.workflow import Route as Route
 from hephaestus.core.workflow import Unique as Unique
 from hephaestus.core.workflow import Workflow as Workflow
@@ -23,6 +25,7 @@ from hephaestus.exceptions import HephaestusError as HephaestusError
 from hephaestus.exceptions import InstanceLoadError as InstanceLoadError
 from hephaestus.exceptions import InstanceNotFound as InstanceNotFound
 from hephaestus.exceptions import InvalidStepResult as InvalidStepResult
+from hephaestus.exceptions import MapError as MapError
 from hephaestus.exceptions import NotSerializable as NotSerializable
 from hephaestus.exceptions import NotWaiting as NotWaiting
 from hephaestus.exceptions import RouteError as RouteError
@@ -69,6 +72,9 @@ __all__ = [
     "InstanceNotFound",
     "InvalidStepResult",
     "LocalRunner",
+    "Map",
+    "MapError",
+    "MapState",
     "MemoryStorage",
     "NotSerializable",
     "NotWaiting",

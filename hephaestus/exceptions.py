@@ -12,6 +12,7 @@ the builtin it means, so ``except LookupError`` catches an unknown instance::
     ├── AmbiguousResume (ValueError)          several steps wait: say which with step=
     ├── InvalidStepResult (TypeError)         execute returned something that is not a result
     ├── RouteError (ValueError)               a Route chose a step it does not name
+    ├── MapError (ValueError)                 a Map's items could not be computed
     ├── StepFailed (RuntimeError)             a step failed for good (raised, Error, timeout)
     ├── RunnerStopped (RuntimeError)          the runner stopped before the instance ended
     ├── NotSerializable (TypeError)           a value a durable storage cannot store as JSON
@@ -32,6 +33,7 @@ __all__ = [
     "InstanceLoadError",
     "InstanceNotFound",
     "InvalidStepResult",
+    "MapError",
     "NotSerializable",
     "NotWaiting",
     "RouteError",
@@ -109,6 +111,10 @@ class InvalidStepResult(HephaestusError, TypeError):
 
 class RouteError(HephaestusError, ValueError):
     """A ``Route``'s chooser returned a step the route does not name."""
+
+
+class MapError(HephaestusError, ValueError):
+    """A ``Map``'s ``items`` raised, or returned something that is not a list of items."""
 
 
 class StepFailed(HephaestusError, RuntimeError):

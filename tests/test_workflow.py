@@ -141,7 +141,7 @@ class TestTargets:
     def test_string(self) -> None:
         """A string is not a target."""
         assert (
-            "Flow.transitions[A]['ok'] must be a Step subclass, (Step, config), "
+            "Flow.transitions[A]['ok'] must be a Step subclass, (Step, config), a Map, "
             "a list of them or a Route, got: 'Done'",
         ) == problems(A, {A: {"ok": "Done"}})
 
@@ -150,7 +150,7 @@ class TestTargets:
         found = problems(A, {A: {"ok": [[B, C]]}})
         assert 1 == len(found)
         assert found[0].startswith(
-            "Flow.transitions[A]['ok'] must be a Step subclass or (Step, config), got: [<class"
+            "Flow.transitions[A]['ok'] must be a Step subclass, (Step, config) or a Map, got: [<class"
         )
 
     def test_empty_list(self) -> None:

@@ -6,6 +6,7 @@ nanoseconds). A runner needs nothing else from the core:
 - :func:`advance` starts a pending instance and completes a finished one;
 - :func:`apply_result` folds a step's result (``Ok``, ``Async``, ``Error``)
   into the instance with a single construction;
+- :func:`apply_item_result` folds the result of one item of a mapped step;
 - :func:`resume_step` completes a waiting step with the event it was given;
 - :func:`fail_step`, :func:`cancel`, :func:`schedule_timer` for the rest.
 
@@ -20,25 +21,40 @@ dead otherwise. A step with one predecessor activates on a live token; a join
 activates if any was live. A step that receives only dead tokens never runs
 and passes dead tokens on. So a step shared by exclusive branches still runs,
 a fan-in waits for all of its live branches, and no step activates twice.
+
+Maps. When a mapped step activates, its items are computed from the context
+(``Map.items``) and kept in ``instance.maps``; the runner executes one item at
+a time or many, and folds each with :func:`apply_item_result`. The step is
+one node of the graph: it completes when its last item does, sending each
+successor one token, live if any item's event led there. An empty list
+completes it at once with the map's ``empty`` event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
 
-from hephaestus.exceptions import InvalidStepResult, NotWaiting, RouteError, UndeclaredEvent
+from hephaestus._show import shown
+from hephaestus.exceptions import (
+    InvalidStepResult,
+    MapError,
+    NotWaiting,
+    RouteError,
+    UndeclaredEvent,
+)
 
-from .instance import Context, ExecutionEntry, Failure, Instance, Status, Timer
+from .instance import Context, ExecutionEntry, Failure, Instance, MapState, Status, Timer
 from .step import Async, Error, Ok, Result, Step
-from .workflow import Definition, Edge
+from .workflow import Definition, Edge, Map
 
 __all__ = [
     "Applied",
     "activate_transitions",
     "advance",
+    "apply_item_result",
     "apply_result",
     "cancel",
     "check_completion",
@@ -139,6 +155,7 @@ def advance(instance: Instance) -> Instance:
             instance.timers,
             instance.pending_joins,
             instance.error,
+            instance.maps,
         )
     if status is _RUNNING and not instance.active_steps:
         return check_completion(instance)
@@ -320,7 +337,7 @@ def _fold_ok(
     if step in active:
         active = _EMPTY if len(active) == 1 else active - {step}
     targets, activated, active, configs, joins = _activate(d, instance, step, edge, context, active)
-    return Applied(
+    applied = Applied(
         Instance(
             instance.id,
             instance.workflow,
@@ -340,10 +357,174 @@ def _fold_ok(
             timers,
             joins,
             instance.error,
+            instance.maps,
         ),
         targets,
         activated,
     )
+    if d.maps and not d.maps.keys().isdisjoint(activated):
+        return _start_maps(applied, now)
+    return applied
+
+
+def _items(spec: Map, context: Context) -> tuple[Any, ...]:
+    """The items of a map, computed from ``context``; ``MapError`` when they cannot be."""
+    name = f"Map({spec.step.__qualname__})"
+    try:
+        raw = spec.items(context)
+    except Exception as exc:
+        raise MapError(f"the items of {name} raised {shown(exc, 300)}") from exc
+    if isinstance(raw, (str, bytes, bytearray, Mapping)) or not isinstance(raw, Iterable):
+        raise MapError(f"the items of {name} must be a list, got: {shown(raw, 200)}")
+    try:
+        return tuple(raw)
+    except Exception as exc:  # a generator that raises
+        raise MapError(f"the items of {name} raised {shown(exc, 300)}") from exc
+
+
+def _start_maps(applied: Applied, now: int) -> Applied:
+    """Compute the items of the mapped steps that just activated; complete the empty ones."""
+    instance, targets, activated = applied
+    d = instance.workflow.definition
+    maps = dict(instance.maps)
+    empty = []
+    for step in activated:
+        spec = d.maps.get(step)
+        if spec is not None:
+            items = _items(spec, instance.context)
+            maps[step] = MapState(items)
+            if not items:
+                empty.append(step)
+    instance = attrs.evolve(instance, maps=maps)
+    if not empty:
+        return Applied(instance, targets, activated)
+    still = [s for s in activated if s not in empty]
+    for step in empty:
+        finished = _finish_map(instance, step, now)
+        instance = finished.instance
+        still.extend(finished.activated)
+    return Applied(instance, targets, tuple(dict.fromkeys(still)))
+
+
+def _finish_map(instance: Instance, step: _StepT, now: int) -> Applied:
+    """Every item of ``step`` is done: it completes, and sends its successors their tokens.
+
+    The items' results are gathered from the history in item order: their
+    updates (``{}`` for none) under ``"items"``, their events under
+    ``"events"``. A successor's token is live if any item's event led to
+    it; an empty map's tokens follow its ``empty`` event.
+    """
+    d = instance.workflow.definition
+    state = instance.maps[step]
+    count = len(state.items)
+    updates: list[Any] = [None] * count
+    events: list[str] = [""] * count
+    if count:
+        for entry in instance.execution_history:
+            if entry.step is step and entry.item is not None:
+                updates[entry.item] = {} if entry.updates is None else entry.updates
+                events[entry.item] = entry.event
+        taken = tuple(dict.fromkeys(events))
+    else:
+        taken = (d.maps[step].empty,)  # type: ignore[assignment]  # resolved by the checks
+    by_event = d.edges[step]
+    targets: dict[_StepT, None] = {}
+    configs: dict[_StepT, Any] = {}
+    for event in taken:
+        edge = by_event[event]
+        for target in edge.targets:
+            targets.setdefault(target)
+            configs.setdefault(target, edge.configs.get(target))
+    ordered = tuple(sorted(targets, key=d.order.__getitem__))
+    dead = tuple(s for s in d.successors[step] if s not in targets)
+    merged = Edge(ordered, configs, None, dead)
+    steps = dict(instance.context.steps)
+    steps[step.step_key] = {"items": updates, "events": events}
+    context = Context(instance.context.initial, steps)
+    active = _without(instance.active_steps, step)
+    maps = {s: m for s, m in instance.maps.items() if s is not step}
+    _, activated, active, configs_after, joins = _activate(
+        d, instance, step, merged, context, active
+    )
+    finished = attrs.evolve(
+        instance,
+        status=_status(active, instance.waiting_steps),
+        context=context,
+        current_step=activated[-1] if activated else instance.current_step,
+        step_configs=configs_after,
+        active_steps=active,
+        completed_steps=_with(instance.completed_steps, step),
+        pending_joins=joins,
+        maps=maps,
+    )
+    applied = Applied(finished, ordered, activated)
+    if d.maps and not d.maps.keys().isdisjoint(activated):
+        return _start_maps(applied, now)
+    return applied
+
+
+def apply_item_result(
+    instance: Instance, step: _StepT, index: int, result: Result, *, now: int
+) -> Applied:
+    """Fold the result of item ``index`` of the active mapped ``step``.
+
+    ``Ok``: the item completes (an ``ExecutionEntry`` with ``item=index``
+    keeps its event and updates; its metadata merges into
+    ``runtime_metadata``); when it is the last one, the step completes
+    and its successors receive their tokens (``Applied.activated``).
+    ``Error``: the instance fails, blaming the step and the item.
+    ``Async``: refused (an item cannot park), like a value that is no
+    result, with :class:`InvalidStepResult`; an undeclared event raises
+    :class:`UndeclaredEvent`. :class:`NotWaiting` if the step is not an
+    active map or the item is done already. The instance is then unchanged.
+    """
+    state = instance.maps.get(step)
+    if state is None or step not in instance.active_steps or instance.terminal:
+        raise NotWaiting(
+            f"instance {instance.id!r} ({instance.status}) has no active map of {step.__qualname__}"
+        )
+    if not 0 <= index < len(state.items) or state.done >> index & 1:
+        raise NotWaiting(
+            f"instance {instance.id!r}: item {index!r} of {step.__qualname__} "
+            f"is done already or does not exist ({len(state.items)} items)"
+        )
+    kind = type(result)
+    if kind is Error:
+        error: Error = result  # type: ignore[assignment]
+        return Applied(fail_step(instance, step, "error", error.reason, item=index), (), ())
+    if kind is not Ok:
+        shown = "Async(): a mapped step's items cannot park" if kind is Async else repr(result)
+        raise InvalidStepResult(
+            f"item {index} of step {step.__qualname__} returned {shown}, which is not Ok or Error"[
+                :2000
+            ]
+        )
+    ok: Ok = result  # type: ignore[assignment]
+    d = instance.workflow.definition
+    edge = _edge(d, step, ok.event)
+    updates, metadata = ok.updates, ok.metadata
+    for name, value in (("updates", updates), ("metadata", metadata)):
+        if value is not None and type(value) is not dict and not isinstance(value, Mapping):
+            raise InvalidStepResult(
+                f"item {index} of step {step.__qualname__} returned {name} "
+                f"that are not a dict: {value!r}"[:2000]
+            )
+    state = MapState(state.items, state.done | 1 << index)
+    maps = dict(instance.maps)
+    maps[step] = state
+    fields = instance.__dict__.copy()
+    fields["maps"] = maps
+    if metadata:
+        fields["runtime_metadata"] = {**instance.runtime_metadata, **metadata}
+    fields["execution_history"] = (
+        *instance.execution_history,
+        ExecutionEntry(step, ok.event, now, updates, index),
+    )
+    folded = _build(Instance, fields)
+    if state.done_count < len(state.items):
+        return Applied(folded, () if edge is None else edge.targets, ())
+    finished = _finish_map(folded, step, now)
+    return Applied(finished.instance, () if edge is None else edge.targets, finished.activated)
 
 
 def check_result(instance: Instance, step: _StepT, result: object) -> None:
@@ -542,22 +723,33 @@ def activate_transitions(instance: Instance, step: _StepT, event: str) -> Applie
     return Applied(new, targets, activated)
 
 
-def fail_step(instance: Instance, step: _StepT, kind: str, reason: object) -> Instance:
-    """The instance fails because of ``step``: nothing stays active, waiting or timed."""
+def fail_step(
+    instance: Instance, step: _StepT, kind: str, reason: object, *, item: int | None = None
+) -> Instance:
+    """The instance fails because of ``step`` (its item ``item``, if mapped).
+
+    Nothing stays active, waiting, timed or mapped.
+    """
     return attrs.evolve(
         instance,
         status=Status.FAILED,
         active_steps=_EMPTY,
         waiting_steps=_EMPTY,
         timers={},
-        error=Failure(step, kind, reason),
+        maps={},
+        error=Failure(step, kind, reason, item),
     )
 
 
 def cancel(instance: Instance) -> Instance:
-    """The instance is cancelled: nothing stays active, waiting or timed."""
+    """The instance is cancelled: nothing stays active, waiting, timed or mapped."""
     return attrs.evolve(
-        instance, status=Status.CANCELLED, active_steps=_EMPTY, waiting_steps=_EMPTY, timers={}
+        instance,
+        status=Status.CANCELLED,
+        active_steps=_EMPTY,
+        waiting_steps=_EMPTY,
+        timers={},
+        maps={},
     )
 
 

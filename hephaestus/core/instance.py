@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .step import Step
     from .workflow import Workflow
 
-__all__ = ["Context", "ExecutionEntry", "Failure", "Instance", "Status", "Timer"]
+__all__ = ["Context", "ExecutionEntry", "Failure", "Instance", "MapState", "Status", "Timer"]
 
 
 class Status(enum.StrEnum):
@@ -50,12 +50,16 @@ class Context:
 
 @attrs.frozen
 class ExecutionEntry:
-    """One completed step: its class, the event it returned, when (wall-clock ns), its updates."""
+    """One completed step: its class, the event it returned, when (wall-clock ns), its updates.
+
+    ``item`` is the index of the item for one item of a mapped step, else None.
+    """
 
     step: type[Step]
     event: str
     timestamp: int
     updates: Mapping[str, Any] | None = None
+    item: int | None = None
 
     @property
     def at(self) -> datetime:
@@ -73,11 +77,38 @@ class Timer:
 
 @attrs.frozen
 class Failure:
-    """Why an instance failed: the step, the kind (error, exception, timeout) and the reason."""
+    """Why an instance failed: the step, the kind (error, exception, timeout) and the reason.
+
+    ``item`` is the index of the failing item when the step is mapped, else None.
+    """
 
     step: type[Step]
     kind: str
     reason: Any
+    item: int | None = None
+
+
+@attrs.frozen
+class MapState:
+    """The progress of an active mapped step: its items, and which of them are done.
+
+    ``done`` is a bit set: bit ``i`` is 1 once item ``i`` has completed (its
+    result is in the history, where the map's results are gathered from
+    when the last item completes). An int, so that marking one item done
+    copies a few machine words, whatever the number of items.
+    """
+
+    items: tuple[Any, ...]
+    done: int = 0
+
+    @property
+    def done_count(self) -> int:
+        """How many items have completed."""
+        return self.done.bit_count()
+
+    def is_done(self, index: int) -> bool:
+        """Whether item ``index`` has completed."""
+        return bool(self.done >> index & 1)
 
 
 # Instance keeps its fields in a __dict__ rather than slots: the engine builds
@@ -95,6 +126,7 @@ class Instance:
     each join step some but not all of whose predecessors have finished,
     ``(arrived, live)``: how many predecessors are done and whether any of
     them took an edge to it. ``timers`` are the parked steps' self-resumes.
+    ``maps`` holds the progress of each active mapped step.
     ``started_at`` is wall-clock ns; ``started_monotonic`` is
     ``time.monotonic_ns()`` in the process that started the run, or None
     after a restart (durations then come from the wall clock).
@@ -118,6 +150,7 @@ class Instance:
     timers: Mapping[type[Step], Timer] = attrs.field(factory=dict)
     pending_joins: Mapping[type[Step], tuple[int, bool]] = attrs.field(factory=dict)
     error: Failure | None = None
+    maps: Mapping[type[Step], MapState] = attrs.field(factory=dict)
 
     @property
     def terminal(self) -> bool:

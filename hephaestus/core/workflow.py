@@ -1,11 +1,13 @@
 """Workflows: a start step and transitions, checked and compiled when the class is created.
 
 A transition maps ``(step, event)`` to a target: a step class, ``(step,
-config)``, a list of those (a static fan-out), or ``Route(choose, targets)``
-(``choose(context)`` picks one of the targets, or a list of them, at run
-time). Every check of the design runs at class creation; a malformed workflow
-raises :class:`~hephaestus.exceptions.WorkflowDefinitionError` listing every
-problem. The compiled tables (edges, successors, predecessors, join counts)
+config)``, ``Map(step, items)`` (the step runs once per item of a list
+computed from the context when the transition fires), a list of those (a
+static fan-out), or ``Route(choose, targets)`` (``choose(context)`` picks one
+of the targets, or a list of them, at run time). Every check of the design
+runs at class creation; a malformed workflow raises
+:class:`~hephaestus.exceptions.WorkflowDefinitionError` listing every problem.
+The compiled tables (edges, successors, predecessors, join counts, maps)
 are what the engine reads: nothing is resolved by scanning at run time.
 """
 
@@ -27,14 +29,49 @@ __all__ = [
     "Edge",
     "Graph",
     "GraphEdge",
+    "Map",
     "Route",
     "Target",
     "Unique",
     "Workflow",
 ]
 
-StepSpec: TypeAlias = type[Step] | tuple[type[Step], Config]
 Chooser: TypeAlias = Callable[[Context], type[Step] | Sequence[type[Step]]]
+ItemsOf: TypeAlias = Callable[[Context], Iterable[Any]]
+
+_ITEM_KEYS = ("item", "index")
+
+
+@attrs.frozen(eq=False)
+class Map:
+    """Run ``step`` once per item of ``items(context)``, computed when the transition fires.
+
+    Each item is a full execution of the step (its retries, timeout,
+    telemetry and history entry), whose config is ``config`` plus
+    ``"item"`` (the item) and ``"index"`` (its position). The step's
+    successors wait for every item, as a join waits for its branches; each
+    item's event sends its token, so a successor runs if any item's event
+    led to it. They find the items' updates in item order in
+    ``context.steps[step_key]["items"]`` (and their events in
+    ``["events"]``). An empty list completes the map at once as if it had
+    returned ``empty`` (default: the step's only event; required when it
+    declares several). At most ``max_concurrency`` items execute at once
+    (None: all of them).
+    """
+
+    step: type[Step]
+    items: ItemsOf = attrs.field(kw_only=True)
+    config: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
+    max_concurrency: int | None = attrs.field(default=None, kw_only=True)
+    empty: str | None = attrs.field(default=None, kw_only=True)
+
+    def __repr__(self) -> str:
+        name = getattr(self.step, "__qualname__", repr(self.step))
+        return f"Map({name})"
+
+
+StartSpec: TypeAlias = type[Step] | tuple[type[Step], Config]
+StepSpec: TypeAlias = StartSpec | Map
 
 
 @attrs.frozen
@@ -126,6 +163,8 @@ class Definition:
     events: Mapping[type[Step], tuple[str, ...]]
     by_key: Mapping[str, type[Step]]
     order: Mapping[type[Step], int]
+    maps: Mapping[type[Step], Map] = attrs.field(factory=dict)
+    """The mapped steps, each with its ``Map`` (``empty`` resolved)."""
 
 
 class Workflow:
@@ -138,7 +177,7 @@ class Workflow:
     checked and cannot run.
     """
 
-    start: ClassVar[StepSpec]
+    start: ClassVar[StartSpec]
     transitions: ClassVar[Mapping[type[Step], Mapping[str, Target]]]
     version: ClassVar[int] = 1
     unique: ClassVar[Unique | None] = None
@@ -238,6 +277,8 @@ class _Checker:
         self.order: dict[type[Step], int] = {}
         self.mentioned: set[tuple[type[Step], str]] = set()  # (step, event) pairs written
         self.bad_events: set[type[Step]] = set()  # steps whose events are reported already
+        self.plain: set[type[Step]] = set()  # steps targeted (or started) without a Map
+        self.mapped: dict[type[Step], list[Map]] = {}  # steps targeted by a Map, and the Maps
 
     def problem(self, message: str) -> None:
         self.problems.append(message)
@@ -246,9 +287,14 @@ class _Checker:
         self.order.setdefault(step, len(self.order))
         self.configs.setdefault(step, []).append(config)
 
-    def spec(self, value: object, where: str) -> tuple[type[Step], Config] | None:
-        """A step class or ``(step, config)``; anything else is a problem."""
+    def spec(
+        self, value: object, where: str, *, maps: bool = True
+    ) -> tuple[type[Step], Config] | None:
+        """A step class, ``(step, config)`` or (where ``maps``) a ``Map``; else a problem."""
+        if isinstance(value, Map) and maps:
+            return self.map(value, where)
         if _is_step(value):
+            self.plain.add(value)  # type: ignore[arg-type]
             return value, None  # type: ignore[return-value]
         if isinstance(value, tuple) and len(value) == 2 and _is_step(value[0]):
             config = value[1]
@@ -258,9 +304,53 @@ class _Checker:
                     f"got: {config!r}"
                 )
                 return None
+            self.plain.add(value[0])
             return value[0], config
-        self.problem(f"{where} must be a Step subclass or (Step, config), got: {value!r}")
+        wanted = (
+            "a Step subclass, (Step, config) or a Map"
+            if maps
+            else "a Step subclass or (Step, config)"
+        )
+        self.problem(f"{where} must be {wanted}, got: {value!r}")
         return None
+
+    def map(self, value: Map, where: str) -> tuple[type[Step], Config] | None:
+        """A ``Map`` target: its step and config, with every problem of its options noted."""
+        step = value.step
+        if not _is_step(step):
+            self.problem(f"{where}: Map needs a Step subclass, got: {step!r}")
+            return None
+        name = f"Map({step.__qualname__})"
+        ok = True
+        if not callable(value.items):
+            self.problem(
+                f"{where}: {name}.items must be callable (context -> list), got: {value.items!r}"
+            )
+            ok = False
+        cap = value.max_concurrency
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            self.problem(
+                f"{where}: {name}.max_concurrency must be an int >= 1 or None, got: {cap!r}"
+            )
+            ok = False
+        config = value.config
+        if config is not None and not isinstance(config, Mapping):
+            self.problem(f"{where}: {name}.config must be a dict or None, got: {config!r}")
+            ok = False
+        elif config is not None and any(key in config for key in _ITEM_KEYS):
+            self.problem(
+                f"{where}: {name}.config must not set 'item' or 'index': "
+                f"each item's config gets them"
+            )
+            ok = False
+        if value.empty is not None and not isinstance(value.empty, str):
+            self.problem(f"{where}: {name}.empty must be an event name, got: {value.empty!r}")
+            ok = False
+        if getattr(step, "ends_workflow", False):
+            self.problem(f"{where}: {step.__qualname__} ends the workflow and cannot be mapped")
+            ok = False
+        self.mapped.setdefault(step, []).append(value)
+        return (step, config) if ok else None
 
     def target(self, value: object, where: str) -> Edge | None:
         """A compiled edge (without ``dead``, filled in later) or None with a problem noted."""
@@ -278,12 +368,12 @@ class _Checker:
             if not raw:
                 self.problem(f"{where}: a fan-out list must name at least one step, got []")
                 return None
-        elif _is_step(value) or isinstance(value, tuple):
+        elif _is_step(value) or isinstance(value, (tuple, Map)):
             raw = [value]
         else:
             self.problem(
-                f"{where} must be a Step subclass, (Step, config), a list of them or a Route, "
-                f"got: {value!r}"
+                f"{where} must be a Step subclass, (Step, config), a Map, a list of them "
+                f"or a Route, got: {value!r}"
             )
             return None
         targets: list[type[Step]] = []
@@ -370,7 +460,7 @@ def _compile(workflow: type[Workflow]) -> Definition:
     if not hasattr(workflow, "start"):
         c.problem(f"{wf}.start is missing: set it to the first step")
     else:
-        start_spec = c.spec(workflow.start, f"{wf}.start")
+        start_spec = c.spec(workflow.start, f"{wf}.start", maps=False)
     if start_spec is not None:
         c.note(*start_spec)
     version = workflow.version
@@ -432,6 +522,8 @@ def _compile(workflow: type[Workflow]) -> Definition:
         if step not in c.bad_events:
             _check_events(c, step, events[step], edges)
 
+    maps = _check_maps(c, events)
+
     by_key: dict[str, type[Step]] = {}
     for step in steps:
         key = getattr(step, "step_key", None)
@@ -451,7 +543,7 @@ def _compile(workflow: type[Workflow]) -> Definition:
     join_counts = {step: len(preds) for step, preds in predecessors.items() if len(preds) > 1}
     final_edges = {
         source: {
-            event: _finish_edge(edge, successors[source], join_counts)
+            event: _finish_edge(edge, successors[source], join_counts, maps)
             for event, edge in by_event.items()
         }
         for source, by_event in edges.items()
@@ -468,18 +560,24 @@ def _compile(workflow: type[Workflow]) -> Definition:
         events=events,
         by_key=by_key,
         order={step: i for i, step in enumerate(steps)},
+        maps=maps,
     )
 
 
 def _finish_edge(
-    edge: Edge, successors: tuple[type[Step], ...], join_counts: Mapping[type[Step], int]
+    edge: Edge,
+    successors: tuple[type[Step], ...],
+    join_counts: Mapping[type[Step], int],
+    maps: Mapping[type[Step], Map],
 ) -> Edge:
     """Fill in what the engine precomputes per edge: the steps it rules out, its fast path."""
     dead = () if edge.route is not None else tuple(s for s in successors if s not in edge.configs)
     return attrs.evolve(
         edge,
         dead=dead,
-        simple=edge.route is None and not dead and not any(t in join_counts for t in edge.targets),
+        simple=edge.route is None
+        and not dead
+        and not any(t in join_counts or t in maps for t in edge.targets),
         target_set=frozenset(edge.targets),
         given_configs={t: c for t, c in edge.configs.items() if c is not None},
     )
@@ -515,6 +613,44 @@ def _check_versions(family: type[Workflow]) -> None:
     for workflow in versions.values():
         if workflow.__dict__.get("family") is None:
             workflow.family = family
+
+
+def _check_maps(c: _Checker, events: Mapping[type[Step], tuple[str, ...]]) -> dict[type[Step], Map]:
+    """Each mapped step is mapped by one ``Map`` alone, whose ``empty`` names one of its events."""
+    maps: dict[type[Step], Map] = {}
+    for step, found in c.mapped.items():
+        name = step.__qualname__
+        if step in c.plain:
+            c.problem(
+                f"{c.wf}: step {name} is the target of a Map and of a plain transition; "
+                f"a step runs either once or once per item"
+            )
+            continue
+        if any(other is not found[0] for other in found):
+            c.problem(
+                f"{c.wf}: step {name} is mapped by {len(found)} different Maps; "
+                f"give every transition to it the same Map object"
+            )
+            continue
+        spec = found[0]
+        declared = events.get(step, ())
+        empty = spec.empty
+        if empty is None:
+            if len(declared) != 1:
+                c.problem(
+                    f"{c.wf}: Map({name}) must say with empty=... which of its events "
+                    f"({', '.join(map(repr, declared))}) an empty list of items takes"
+                )
+                continue
+            empty = declared[0]
+        elif empty not in declared:
+            c.problem(
+                f"{c.wf}: Map({name}).empty is {empty!r}, which {name} does not declare "
+                f"({', '.join(map(repr, declared))})"
+            )
+            continue
+        maps[step] = attrs.evolve(spec, empty=empty)
+    return maps
 
 
 def _check_unique(c: _Checker, unique: object) -> None:

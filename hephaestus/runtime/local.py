@@ -1,19 +1,22 @@
 """``LocalRunner``: runs workflows in this process, on asyncio.
 
-One driver task per instance runs the advance loop: advance, execute the
-active steps (a batch of one inline in the driver; several concurrently, one
-task each), fold their results in sorted order, store, repeat; stop when
-terminal. A parked instance has no driver: when it waits, its driver ends,
-and a resume or a timer starts a new one.
+Every active step runs in a branch: a task that executes the step, folds its
+result into the instance, stores it, announces it, and goes on with the
+first step that result activated (the others get tasks of their own). So a
+linear workflow runs in one task, and each branch of a fan-out advances on
+its own, whatever its siblings do. A mapped step runs one unit per item, at
+most ``Map.max_concurrency`` at once. A parked instance has no task: a
+resume or a timer starts the branches of the steps it activates.
 
 Every change of an instance is stored before it is applied in memory
 (``docs/architecture.md``, "State changes"): a change is computed from the
 instance in memory, which is always the stored one, written, and only then
 made the instance in memory and announced by telemetry. Changes of one
 instance never overlap: the driver (between executions), resumes, timers
-and cancels take turns at its gate. A write that fails is retried when the
-storage says it may pass later; a write the storage refuses fails the
-instance from its last stored state, blaming the step whose result it was.
+and cancels take turns at its gate. Results are folded one at a time, in the order they
+arrive. A write that fails is retried when the storage says it may pass
+later; a write the storage refuses fails the instance from its last stored
+state, blaming the step whose result it was.
 
 The runner's own background work (the timer task) lives in an anyio task
 group. Drivers and the steps of a batch are plain asyncio tasks that the
@@ -31,7 +34,7 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -42,12 +45,13 @@ import structlog
 from hephaestus import telemetry as emit
 from hephaestus.core import engine
 from hephaestus.core.instance import Context, Instance, Status, Timer
-from hephaestus.core.step import Error, Ok, Result, Step
+from hephaestus.core.step import Config, Error, Ok, Result, Step
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import (
     AlreadyRunning,
     HephaestusError,
     InstanceNotFound,
+    MapError,
     NotSerializable,
     NotWaiting,
     RouteError,
@@ -70,6 +74,7 @@ _logger = structlog.get_logger("hephaestus.runner")
 _RUNNING: Final = Status.RUNNING
 _PENDING: Final = Status.PENDING
 _WAITING: Final = Status.WAITING
+_FAILED: Final = Status.FAILED
 _ACTIVE_STATUSES: Final = (Status.PENDING, Status.RUNNING, Status.WAITING)
 
 # Who listens, read through the registry's slots: slot[0] is () when nobody does,
@@ -100,13 +105,15 @@ class _Run:
 
     ``instance`` is the stored instance (see the module's docstring);
     ``locked`` says whether a change holds the instance's gate, and ``gate``
-    is the future its waiters await (made only when one waits).
+    is the future its waiters await (made only when one waits). ``tasks``
+    are its branches; ``fans`` the runner's side of its active maps.
     """
 
     __slots__ = (
         "advances",
         "completed_since",
         "done",
+        "fans",
         "gate",
         "instance",
         "locked",
@@ -114,7 +121,7 @@ class _Run:
         "persisted",
         "sibling_failed",
         "stacktrace",
-        "task",
+        "tasks",
         "timers",
     )
 
@@ -125,17 +132,21 @@ class _Run:
         self.completed_since = 0
         # A future of the running loop (cheaper than an event), set once by _finish.
         self.done: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] | None = None
+        self.fans: dict[type[Step], _Fan] | None = None
         self.stacktrace: list[Any] | None = None  # of the failure, for workflow:exception
-        self.sibling_failed = False  # a step of the current batch failed: the others stop
+        self.sibling_failed = False  # a step failed: the other branches stop
         self.parked_at: dict[type[Step], int] | None = None  # monotonic ns, made when one parks
         self.locked = False
         self.gate: asyncio.Future[None] | None = None
         self.timers: dict[type[Step], Handle] | None = None  # armed timers, by step
 
 
-# What a fold announces once its instance is stored: (kind, step, instance, details).
-_Note = tuple[str, type[Step], Instance, Any]
+_Unit = type[Step] | tuple[type[Step], int]
+"""What a branch executes: a step, or one item (by index) of a mapped step."""
+
+# What a fold announces once its instance is stored: (kind, step, item, instance, details).
+_Note = tuple[str, type[Step], int | None, Instance, Any]
 
 
 def _frames(exc: BaseException) -> list[Any]:
@@ -236,7 +247,7 @@ class LocalRunner:
         """Cancel every driver and background change; wait until they have all stopped."""
         self._stopping = True
         runs = list(self._runs.values())
-        tasks = [run.task for run in runs if run.task is not None]
+        tasks = [task for run in runs for task in run.tasks or ()]
         tasks.extend(self._background)
         for task in tasks:
             task.cancel()
@@ -255,10 +266,8 @@ class LocalRunner:
             run.persisted = instance
             self._runs[instance.id] = run
             self._retime(run)
-            self._spawn(run)
-
-    def _spawn(self, run: _Run) -> None:
-        run.task = asyncio.get_running_loop().create_task(self._drive(run))
+            if instance.status is not _WAITING:
+                self._spawn(run)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` as a task the runner cancels and awaits when it stops."""
@@ -448,8 +457,10 @@ class LocalRunner:
             new = engine.cancel(instance)
 
             def after() -> Instance:
-                if run.task is not None and run.task is not asyncio.current_task():
-                    run.task.cancel()
+                current = asyncio.current_task()
+                for task in run.tasks or ():
+                    if task is not current:
+                        task.cancel()
                 self._finish(run)
                 return new
 
@@ -623,7 +634,7 @@ class LocalRunner:
         applied: engine.Applied,
         source: str,
     ) -> None:
-        """A stored resume: telemetry, then a driver for the instance."""
+        """A stored resume: telemetry, then branches for the steps it activated."""
         run.completed_since += 1
         self._retime(run)
         parked = None if run.parked_at is None else run.parked_at.pop(step, None)
@@ -644,26 +655,228 @@ class LocalRunner:
             },
         )
         emit.workflow_transition(applied.instance, step, event, list(applied.activated), {})
-        if run.task is None:  # parked: its driver had ended
-            self._spawn(run)
+        instance = applied.instance
+        if instance.terminal:  # the steps it led to were all ruled out
+            self._ended(run)
+        elif applied.activated:
+            self._advance(run, instance)
+            for unit in self._units(run, applied.activated):
+                self._spawn(run, unit)
 
     # ------------------------------------------------------------------ the driver
 
-    async def _drive(self, run: _Run) -> None:
+    def _spawn(self, run: _Run, unit: _Unit | None = None) -> None:
+        """A branch task for ``unit`` (None: open the instance, then run its active steps)."""
+        task = asyncio.get_running_loop().create_task(self._drive(run, unit))
+        tasks = run.tasks
+        if tasks is None:
+            run.tasks = {task}
+        else:
+            tasks.add(task)
+
+    async def _drive(self, run: _Run, unit: _Unit | None) -> None:
+        """One branch: run a unit, fold it, go on with the first unit it activated."""
         try:
-            await self._loop(run)
+            if unit is None:
+                unit = await self._open(run)
+            while unit is not None:
+                unit = await self._step(run, unit)
         except Exception as exc:  # a bug in the runner: this instance fails alone
             _logger.exception("driver failed", instance_id=run.instance.id)
             await self._refused(run, None, "runner", exc)
+        finally:
+            tasks = run.tasks
+            if tasks is not None:
+                tasks.discard(asyncio.current_task())
+
+    async def _open(self, run: _Run) -> _Unit | None:
+        """Advance a started or recovered instance, store it, and start its active steps."""
+        await self._lock(run)
+        locked = True
+        try:
+            before = run.instance
+            instance = self._advance(run, before)
+            if instance is not run.persisted:
+                try:
+                    await self._store(run, instance)
+                except Exception as refused:  # the start step's config is refused
+                    self._unlock(run)
+                    locked = False
+                    await self._refused(run, None, _refusal(refused), refused)
+                    return None
+                run.instance = run.persisted = instance
+            if instance.terminal:
+                self._unlock(run)
+                locked = False
+                self._ended(run)
+                return None
+            return self._launch(run, self._units(run, instance.active_steps))
+        finally:
+            if locked:
+                self._unlock(run)
+
+    def _advance(self, run: _Run, instance: Instance) -> Instance:
+        """The engine's advance, announced by ``engine:advance``; the advanced instance."""
+        run.advances += 1
+        status = instance.status
+        if not _advance_slot[0]:
+            run.completed_since = 0
+            return engine.advance(instance)
+        t0 = time.monotonic_ns()
+        advanced = engine.advance(instance)
+        emit.engine_advance(
+            advanced,
+            time.monotonic_ns() - t0,
+            {
+                "iteration": run.advances,
+                "status_before": status,
+                "status_after": advanced.status,
+                "active_steps_count": len(advanced.active_steps),
+                "completed_in_advance": run.completed_since,
+            },
+        )
+        run.completed_since = 0
+        return advanced
+
+    def _units(self, run: _Run, steps: Iterable[type[Step]]) -> builtins.list[_Unit]:
+        """What to execute for newly active ``steps``: each step, or its map's first items."""
+        maps = run.instance.maps
+        units: builtins.list[_Unit] = []
+        for step in steps:
+            state = maps.get(step)
+            if state is None:
+                units.append(step)
+                continue
+            todo = (i for i in range(len(state.items)) if not state.done >> i & 1)
+            fan = _Fan(todo)
+            if run.fans is None:
+                run.fans = {}
+            run.fans[step] = fan
+            cap = run.instance.workflow.definition.maps[step].max_concurrency
+            for index in todo:
+                units.append((step, index))
+                fan.inflight += 1
+                if cap is not None and fan.inflight >= cap:
+                    break
+        return units
+
+    def _launch(self, run: _Run, units: Sequence[_Unit]) -> _Unit | None:
+        """Start every unit but the first in its own task; the first goes on in this one."""
+        if not units:
+            return None
+        for unit in units[1:]:
+            self._spawn(run, unit)
+        return units[0]
+
+    async def _step(self, run: _Run, unit: _Unit) -> _Unit | None:
+        """Execute ``unit``, then fold, store and announce its outcome; the next unit to run."""
+        if type(unit) is tuple:
+            step, item = unit
+        else:
+            step, item = unit, None  # type: ignore[assignment]
+        outcome = await self._execute(run, step, item)
+        if run.locked:
+            try:
+                await self._lock(run)
+            except asyncio.CancelledError:
+                if run.sibling_failed:  # its outcome is dropped: the instance failed
+                    self._cancelled_by_sibling(run, step, item)
+                raise
+        else:
+            run.locked = True
+        locked = True
+        try:
+            before = run.instance
+            if before.terminal:
+                return None  # cancelled while the step ran
+            new, note = self._fold(run, before, step, item, outcome)
+            if new is not before:
+                try:
+                    await self.storage.put(new)  # the common case: no retry loop on the hot path
+                except Exception as exc:
+                    try:
+                        await self._rewrite(run, new, exc)
+                    except Exception as refused:  # the storage refused the step's result
+                        self._unlock(run)
+                        locked = False
+                        await self._refused(run, step, _refusal(refused), refused, item)
+                        return None
+                run.instance = run.persisted = new
+            activated = self._announce(run, note)
+            status = new.status
+            if status is _RUNNING:
+                if item is None and not new.maps:  # the fast path: no map anywhere
+                    if not activated:
+                        return None
+                    self._advance(run, new)
+                    return self._launch(run, activated)
+                return self._launch(run, self._next(run, step, item, activated))
+            self._unlock(run)
+            locked = False
+            if status is _FAILED:
+                await self._stop_branches(run)
+            if status is not _WAITING:
+                self._ended(run)
+            return None
+        finally:
+            if locked:
+                self._unlock(run)
+
+    def _next(
+        self, run: _Run, step: type[Step], item: int | None, activated: Sequence[type[Step]]
+    ) -> builtins.list[_Unit]:
+        """After a fold: the map's next item (when an item ended), then what it activated."""
+        units: builtins.list[_Unit] = []
+        if item is not None and run.fans is not None:
+            fan = run.fans.get(step)
+            if fan is not None:
+                if step not in run.instance.maps:  # its last item: the map is complete
+                    del run.fans[step]
+                else:
+                    index = next(fan.todo, None)
+                    if index is None:
+                        fan.inflight -= 1
+                    else:
+                        units.append((step, index))
+        if activated:
+            self._advance(run, run.instance)
+            units.extend(self._units(run, activated))
+        return units
+
+    async def _stop_branches(self, run: _Run) -> None:
+        """The instance failed: cancel its other branches, and wait until they have ended.
+
+        Each reports ``step:exception`` (``cancelled``) after the failure that
+        stopped it, and before ``workflow:exception``.
+        """
+        current = asyncio.current_task()
+        others = [t for t in run.tasks or () if t is not current and not t.done()]
+        if not others:
+            return
+        run.sibling_failed = True
+        for task in others:
+            task.cancel()
+        await asyncio.wait(others)
+
+    def _cancelled_by_sibling(self, run: _Run, step: type[Step], item: int | None) -> None:
+        extra: dict[str, Any] = {"step_key": step.step_key}
+        if item is not None:
+            extra["item"] = item
+        emit.step_exception(run.instance, step, 0, "cancelled", "another step failed", None, extra)
 
     async def _refused(
-        self, run: _Run, step: type[Step] | None, kind: str, exc: BaseException
+        self,
+        run: _Run,
+        step: type[Step] | None,
+        kind: str,
+        exc: BaseException,
+        item: int | None = None,
     ) -> None:
         """The instance cannot go on: store its last stored state, marked failed, and end it.
 
         The failure is written until the storage takes it, for as long as the
         runner runs: the instance is never left ``running`` with nothing
-        driving it.
+        driving it. Its other branches are stopped.
         """
         await self._lock(run)
         try:
@@ -671,189 +884,33 @@ class LocalRunner:
             if before.terminal:
                 return
             if step is not None:
-                emit.step_exception(
-                    before, step, 0, kind, exc, None, {"step_key": step.step_key, "attempt": 1}
-                )
+                extra: dict[str, Any] = {"step_key": step.step_key, "attempt": 1}
+                if item is not None:
+                    extra["item"] = item
+                emit.step_exception(before, step, 0, kind, exc, None, extra)
             culprit = step or before.current_step or before.workflow.definition.start
-            failed = engine.fail_step(before, culprit, kind, exc)
+            failed = engine.fail_step(before, culprit, kind, exc, item=item)
             run.stacktrace = _frames(exc)
             await self._store(run, failed, forever=True)
             run.instance = run.persisted = failed
         finally:
             self._unlock(run)
+        await self._stop_branches(run)
         self._ended(run)
 
-    async def _loop(self, run: _Run) -> None:
-        await self._lock(run)
-        locked = True
-        try:
-            while True:
-                instance = run.instance
-                status = instance.status
-                if status is _RUNNING or status is _PENDING:
-                    run.advances += 1
-                    t0 = time.monotonic_ns()
-                    instance = engine.advance(instance)
-                    if _advance_slot[0]:
-                        emit.engine_advance(
-                            instance,
-                            time.monotonic_ns() - t0,
-                            {
-                                "iteration": run.advances,
-                                "status_before": status,
-                                "status_after": instance.status,
-                                "active_steps_count": len(instance.active_steps),
-                                "completed_in_advance": run.completed_since,
-                            },
-                        )
-                    run.completed_since = 0
-                    if instance is not run.persisted:
-                        try:
-                            await self.storage.put(instance)
-                        except Exception as exc:
-                            try:
-                                await self._rewrite(run, instance, exc)
-                            except Exception as refused:  # the start step's config is refused
-                                self._unlock(run)
-                                locked = False
-                                await self._refused(run, None, _refusal(refused), refused)
-                                return
-                        run.instance = run.persisted = instance
-                    active = instance.active_steps
-                    if not active:
-                        continue
-                    self._unlock(run)  # the gate is open while steps execute
-                    locked = False
-                    if len(active) == 1:
-                        for step in active:
-                            outcome = await self._execute(run, step, False, 1)
-                            if run.locked:
-                                await self._lock(run)
-                            else:
-                                run.locked = True
-                            locked = True
-                            if not await self._settle(run, step, outcome):
-                                locked = False
-                                return
-                    else:
-                        outcomes = await self._batch(run, sorted(active, key=_qualname))
-                        if run.locked:
-                            await self._lock(run)
-                        else:
-                            run.locked = True
-                        locked = True
-                        if not await self._settle_batch(run, outcomes):
-                            locked = False
-                            return
-                elif status is _WAITING:
-                    # Parked: the driver ends, and a resume or a timer starts a new one.
-                    # A parked instance then holds no task, coroutine or future.
-                    run.task = None
-                    return
-                else:
-                    self._unlock(run)
-                    locked = False
-                    self._ended(run)
-                    return
-        finally:
-            if locked:
-                self._unlock(run)
-
-    async def _settle(
-        self, run: _Run, step: type[Step], outcome: tuple[Result | _Failed, int]
-    ) -> bool:
-        """Fold one step's outcome, store it, then announce it; False if the instance failed."""
-        before = run.instance
-        new, note = self._fold(run, before, step, outcome)
-        if new is not before:
-            try:
-                await self.storage.put(new)  # the common case: no retry loop on the hot path
-            except Exception as exc:
-                try:
-                    await self._rewrite(run, new, exc)
-                except Exception as refused:  # the storage refused the step's result
-                    self._unlock(run)
-                    await self._refused(run, step, _refusal(refused), refused)
-                    return False
-            run.instance = run.persisted = new
-        if note is not None:
-            self._announce(run, note)
-        return True
-
-    async def _settle_batch(
-        self, run: _Run, outcomes: builtins.list[tuple[type[Step], tuple[Result | _Failed, int]]]
-    ) -> bool:
-        """Fold a batch's outcomes in order and store them once; False if the instance failed.
-
-        If the storage refuses the batch, its outcomes are stored one by one,
-        so that the step whose result it refuses is the one blamed.
-        """
-        before = instance = run.instance
-        notes: builtins.list[_Note] = []
-        for step, outcome in outcomes:
-            instance, note = self._fold(run, instance, step, outcome)
-            if note is not None:
-                notes.append(note)
-        if instance is not before:
-            try:
-                await self._store(run, instance)
-            except Exception:
-                for step, outcome in outcomes:
-                    if not await self._settle(run, step, outcome):
-                        return False
-                return True
-            run.instance = run.persisted = instance
-        for note in notes:
-            self._announce(run, note)
-        return True
-
-    async def _batch(
-        self, run: _Run, steps: builtins.list[type[Step]]
-    ) -> builtins.list[tuple[type[Step], tuple[Result | _Failed, int]]]:
-        """Run several active steps concurrently; their outcomes, successes first, sorted."""
-        count = len(steps)
-        loop = asyncio.get_running_loop()
-        tasks: dict[type[Step], asyncio.Task[tuple[Result | _Failed, int]]] = {}
-
-        async def one(step: type[Step]) -> tuple[Result | _Failed, int]:
-            outcome = await self._execute(run, step, True, count)
-            if type(outcome[0]) in _FAILURES:  # the instance fails: stop its other steps
-                run.sibling_failed = True
-                for other in tasks.values():
-                    if other is not asyncio.current_task():
-                        other.cancel()
-            return outcome
-
-        # Plain asyncio tasks, like the drivers: an anyio task group costs several
-        # times more per task, and a fan-out creates one task per branch.
-        for step in steps:
-            tasks[step] = loop.create_task(one(step))
-        try:
-            await asyncio.wait(tasks.values())
-        except asyncio.CancelledError:  # the driver is cancelled: so are its steps
-            for task in tasks.values():
-                task.cancel()
-            await asyncio.wait(tasks.values())
-            raise
-        outcomes: dict[type[Step], tuple[Result | _Failed, int]] = {}
-        for step, task in tasks.items():
-            if not task.cancelled():
-                outcomes[step] = task.result()  # an exception other than a step's own: raise
-        ended = [s for s in steps if s in outcomes]
-        # Successes first (sorted), then the failure: every result that was
-        # reported is folded before the instance fails.
-        ended.sort(key=lambda s: type(outcomes[s][0]) in _FAILURES)
-        result = [(step, outcomes[step]) for step in ended]
-        if run.sibling_failed:  # the steps it cancelled end after the failure that did
-            run.sibling_failed = False
-            result.extend((step, (_SIBLING_FAILED, 0)) for step in steps if step not in outcomes)
-        return result
-
     async def _execute(
-        self, run: _Run, step: type[Step], concurrent: bool, count: int
+        self, run: _Run, step: type[Step], item: int | None
     ) -> tuple[Result | _Failed, int]:
         """Run ``step`` (with its retries and timeout); return its result and duration."""
         limiter = self._limiter
+        instance = run.instance
+        if item is None:
+            config = instance.step_configs.get(step)
+        else:
+            base = instance.step_configs.get(step)
+            config = {**base} if base else {}
+            config["item"] = instance.maps[step].items[item]
+            config["index"] = item
         attempt = 0
         while True:
             attempt += 1
@@ -861,31 +918,30 @@ class LocalRunner:
                 await limiter.acquire()
             instance = run.instance
             if _start_slot[0]:
-                emit.step_start(
-                    instance,
-                    step,
-                    {
-                        "step_key": step.step_key,
-                        "concurrent": concurrent,
-                        "active_steps_count": count,
-                        "attempt": attempt,
-                    },
-                )
+                count = len(instance.active_steps)
+                extra: dict[str, Any] = {
+                    "step_key": step.step_key,
+                    "concurrent": count > 1 or item is not None,
+                    "active_steps_count": count,
+                    "attempt": attempt,
+                }
+                if item is not None:
+                    extra["item"] = item
+                emit.step_start(instance, step, extra)
             t0 = time.monotonic_ns()
             try:
                 if self._plain.get(step, False):  # async, no timeout: just await
-                    result = await step().execute(  # type: ignore[misc]
-                        instance, instance.step_configs.get(step), instance.context
-                    )
+                    result = await step().execute(instance, config, instance.context)  # type: ignore[misc]
                 else:
-                    result = await self._call(step, instance)
+                    result = await self._call(step, instance, config)
             except _StepTimeout as exc:
                 failure = _Failed("timeout", exc, None, attempt)
             except Exception as exc:
                 failure = _Failed("exception", exc, _frames(exc), attempt)
             except asyncio.CancelledError as exc:
-                if run.sibling_failed:
-                    raise  # reported by _batch, after the failure
+                if run.sibling_failed:  # another step failed: this one stops after it
+                    self._cancelled_by_sibling(run, step, item)
+                    raise
                 if not (run.instance.terminal or self._stopping):
                     # Nobody cancelled the step (cancel() ends the instance first, and
                     # the runner stops first): it raised CancelledError itself, say
@@ -895,6 +951,9 @@ class LocalRunner:
                         task.uncancel()
                     failure = _Failed("exception", exc, _frames(exc), attempt)
                 else:  # cancel(), the runner stopping
+                    extra = {"step_key": step.step_key, "attempt": attempt}
+                    if item is not None:
+                        extra["item"] = item
                     emit.step_exception(
                         instance,
                         step,
@@ -902,7 +961,7 @@ class LocalRunner:
                         "cancelled",
                         "the step was cancelled",
                         None,
-                        {"step_key": step.step_key, "attempt": attempt},
+                        extra,
                     )
                     raise
             else:
@@ -915,6 +974,9 @@ class LocalRunner:
             if retry is None or attempt >= retry.max_attempts:
                 return failure, duration
             delay = retry.delay(attempt, random.random())
+            extra = {"step_key": step.step_key, "attempt": attempt, "retry_in": delay}
+            if item is not None:
+                extra["item"] = item
             emit.step_exception(
                 instance,
                 step,
@@ -922,17 +984,16 @@ class LocalRunner:
                 failure.kind,
                 failure.reason,
                 failure.stacktrace,
-                {"step_key": step.step_key, "attempt": attempt, "retry_in": delay},
+                extra,
             )
             await anyio.sleep(delay)
 
-    async def _call(self, step: type[Step], instance: Instance) -> Result:
+    async def _call(self, step: type[Step], instance: Instance, config: Config) -> Result:
         """Call ``execute``: awaited, inline, or in a worker thread; under the step's timeout."""
         is_async = inspect.iscoroutinefunction(step.execute)
         timeout = step.timeout
         if step not in self._plain:
             self._plain[step] = is_async and timeout is None
-        config = instance.step_configs.get(step)
         obj = step()
         if timeout is None and not step.blocking:
             result = obj.execute(instance, config, instance.context)
@@ -953,60 +1014,68 @@ class LocalRunner:
         return result  # type: ignore[return-value]  # awaited above when awaitable
 
     def _fold(
-        self, run: _Run, before: Instance, step: type[Step], outcome: tuple[Result | _Failed, int]
-    ) -> tuple[Instance, _Note | None]:
-        """``before`` with one step's outcome folded in, and what to announce once it is stored."""
+        self,
+        run: _Run,
+        before: Instance,
+        step: type[Step],
+        item: int | None,
+        outcome: tuple[Result | _Failed, int],
+    ) -> tuple[Instance, _Note]:
+        """``before`` with one outcome folded in, and what to announce once it is stored."""
         result, duration = outcome
-        if result is _SIBLING_FAILED:
-            return before, (_CANCELLED, step, before, None)
-        if before.terminal:
-            return before, None  # cancelled while the step ran
         kind = type(result)
         if kind is _Failed:
-            return self._failed(before, step, result)  # type: ignore[arg-type]
+            return self._failed(before, step, item, result)  # type: ignore[arg-type]
         if kind is Error:
-            return self._failed(before, step, _Failed("error", result.reason, None), duration)  # type: ignore[union-attr]
+            failure = _Failed("error", result.reason, None)  # type: ignore[union-attr]
+            return self._failed(before, step, item, failure, duration)
+        now = time.time_ns()
         try:
-            applied = engine.apply_result(before, step, result, now=time.time_ns())  # type: ignore[arg-type]
+            if item is None:
+                applied = engine.apply_result(before, step, result, now=now)  # type: ignore[arg-type]
+            else:
+                applied = engine.apply_item_result(before, step, item, result, now=now)  # type: ignore[arg-type]
         except HephaestusError as exc:  # not a result, an undeclared event, a bad route choice
-            kind_ = "exception" if isinstance(exc, RouteError) else "invalid_result"
-            return self._failed(before, step, _Failed(kind_, exc, None), duration)
+            kind_ = "exception" if isinstance(exc, (RouteError, MapError)) else "invalid_result"
+            stack = _frames(exc.__cause__) if isinstance(exc.__cause__, Exception) else None
+            return self._failed(before, step, item, _Failed(kind_, exc, stack), duration)
         except Exception as exc:  # a route's chooser raised
-            return self._failed(before, step, _Failed("exception", exc, _frames(exc)), duration)
+            return self._failed(
+                before, step, item, _Failed("exception", exc, _frames(exc)), duration
+            )
         instance = applied.instance
         if kind is Ok:
             run.completed_since += 1
-            return instance, (_STOP, step, instance, (result, duration, applied.activated))
-        return instance, (_ASYNC, step, instance, duration)
+            return instance, (_STOP, step, item, instance, (result, duration, applied.activated))
+        return instance, (_ASYNC, step, item, instance, duration)
 
     @staticmethod
     def _failed(
-        before: Instance, step: type[Step], failure: _Failed, duration: int = 0
+        before: Instance, step: type[Step], item: int | None, failure: _Failed, duration: int = 0
     ) -> tuple[Instance, _Note]:
-        failed = engine.fail_step(before, step, failure.kind, failure.reason)
-        return failed, (_EXCEPTION, step, before, (failure, duration))
+        failed = engine.fail_step(before, step, failure.kind, failure.reason, item=item)
+        return failed, (_EXCEPTION, step, item, before, (failure, duration))
 
-    def _announce(self, run: _Run, note: _Note) -> None:
-        """Emit a stored fold's events; arm a parked step's timer."""
-        kind, step, instance, details = note
+    def _announce(self, run: _Run, note: _Note) -> Sequence[type[Step]]:
+        """Emit a stored fold's events; arm a parked step's timer. The steps it activated."""
+        kind, step, item, instance, details = note
         if kind is _STOP:
             result, duration, activated = details
             if _stop_slot[0]:
-                emit.step_stop(
-                    instance,
-                    step,
-                    duration,
-                    {
-                        "step_key": step.step_key,
-                        "event": result.event,
-                        "has_context_updates": result.updates is not None,
-                        "has_metadata_updates": bool(result.metadata),
-                        "transitions_to": list(activated),
-                    },
-                )
+                extra: dict[str, Any] = {
+                    "step_key": step.step_key,
+                    "event": result.event,
+                    "has_context_updates": result.updates is not None,
+                    "has_metadata_updates": bool(result.metadata),
+                    "transitions_to": list(activated),
+                }
+                if item is not None:
+                    extra["item"] = item
+                emit.step_stop(instance, step, duration, extra)
             if _transition_slot[0]:
                 emit.workflow_transition(instance, step, result.event, list(activated), {})
-        elif kind is _ASYNC:
+            return activated  # type: ignore[no-any-return]
+        if kind is _ASYNC:
             if run.parked_at is None:
                 run.parked_at = {}
             run.parked_at[step] = time.monotonic_ns()
@@ -1017,23 +1086,22 @@ class LocalRunner:
                 {"step_key": step.step_key, "instance_status": instance.status},
             )
             self._retime(run)
-        elif kind is _EXCEPTION:
-            failure, duration = details
-            run.stacktrace = failure.stacktrace
-            emit.step_exception(
-                instance,
-                step,
-                duration,
-                failure.kind,
-                failure.reason,
-                failure.stacktrace,
-                {"step_key": step.step_key, "attempt": failure.attempt},
-            )
-        else:  # cancelled by a failing sibling: it ends after the failure that did
-            emit.step_exception(
-                run.instance, step, 0, "cancelled", "another step failed", None,
-                {"step_key": step.step_key},
-            )  # fmt: skip
+            return ()
+        failure, duration = details
+        run.stacktrace = failure.stacktrace
+        extra = {"step_key": step.step_key, "attempt": failure.attempt}
+        if item is not None:
+            extra["item"] = item
+        emit.step_exception(
+            instance,
+            step,
+            duration,
+            failure.kind,
+            failure.reason,
+            failure.stacktrace,
+            extra,
+        )
+        return ()
 
     def _ended(self, run: _Run) -> None:
         """Emit the workflow's last event and release its waiters."""
@@ -1044,19 +1112,24 @@ class LocalRunner:
         self._finish(run)
 
 
+class _Fan:
+    """The runner's side of an active map: the items not yet started, and how many run."""
+
+    __slots__ = ("inflight", "todo")
+
+    def __init__(self, todo: Iterator[int]) -> None:
+        self.todo = todo
+        self.inflight = 0
+
+
 class _StepTimeout(Exception):
     """A step ran past its ``timeout``."""
 
-
-_FAILURES = (_Failed, Error)
-_SIBLING_FAILED = _Failed("cancelled", "another step failed", None)
-"""The outcome of a step of a batch that a failing sibling cancelled."""
 
 # The kinds of a note (compared by identity).
 _STOP: Final = "stop"
 _ASYNC: Final = "async"
 _EXCEPTION: Final = "exception"
-_CANCELLED: Final = "cancelled"
 
 _T = TypeVar("_T")
 
@@ -1075,7 +1148,3 @@ def _nothing() -> None:
 def _set(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
-
-
-def _qualname(step: type[Step]) -> str:
-    return step.__qualname__

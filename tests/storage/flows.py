@@ -11,7 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from hephaestus import Async, Context, Done, Error, Instance, Ok, Status, Step, Wait, Workflow
+from hephaestus import (
+    Async,
+    Context,
+    Done,
+    Error,
+    Instance,
+    Map,
+    Ok,
+    Status,
+    Step,
+    Wait,
+    Workflow,
+)
 from hephaestus.core import engine
 
 T0 = 1_700_000_000_000_000_000
@@ -101,6 +113,65 @@ class RefusedFlow(Workflow):
     transitions = {Refuse: {"refused": Done}}
 
 
+class Plan(Step):
+    """Lists the pages to fetch."""
+
+    events = ("planned",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        return Ok("planned", {"urls": list(context.initial["urls"])})
+
+
+class FetchOne(Step):
+    """Fetches one page: its item is the URL."""
+
+    events = ("fetched", "missing")
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        return Ok("fetched", {"size": len(config["item"])})
+
+
+class Summarize(Step):
+    """Sums the sizes of the pages fetched."""
+
+    events = ("summarized",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        return Ok(
+            "summarized", {"total": sum(i["size"] for i in context.steps["fetch_one"]["items"])}
+        )
+
+
+class FetchFlow(Workflow):
+    """Plan, then FetchOne once per URL (two at a time), then Summarize."""
+
+    start = Plan
+    transitions = {
+        Plan: {
+            "planned": Map(
+                FetchOne,
+                items=lambda ctx: ctx.steps["plan"]["urls"],
+                config={"timeout": 5},
+                max_concurrency=2,
+                empty="fetched",
+            )
+        },
+        FetchOne: {"fetched": Summarize, "missing": Summarize},
+        Summarize: {"summarized": Done},
+    }
+
+
+def mapping(id: str = "fetch-1", started_at: int = T0) -> Instance:
+    """A FetchFlow instance with two of its three items done."""
+    t = started_at
+    pending = new(id, FetchFlow, {"urls": ["a", "bb", "ccc"]}, started_at=t)
+    running = engine.advance(pending)
+    planned = fold(running, Plan, Ok("planned", {"urls": ["a", "bb", "ccc"]}), t + 1)
+    one = engine.apply_item_result(planned, FetchOne, 2, Ok("fetched", {"size": 3}), now=t + 2)
+    two = engine.apply_item_result(one.instance, FetchOne, 0, Ok("missing"), now=t + 3)
+    return two.instance
+
+
 def new(
     id: str = "order-1",
     workflow: type[Workflow] = OrderFlow,
@@ -148,4 +219,5 @@ def lifecycle(id: str = "order-1", started_at: int = T0) -> dict[str, Instance]:
         "completed": completed,
         "failed": failed,
         "refused": refused,
+        "mapping": mapping(),
     }

@@ -39,6 +39,7 @@ FIELD_STAGES = {
     "timers": "waiting",
     "pending_joins": "joining",
     "error": "refused",
+    "maps": "mapping",
 }
 
 
@@ -91,7 +92,7 @@ class TestRoundTrip:
     def test_json_text(self) -> None:
         """``dumps`` gives JSON text naming classes by import path, with its format version."""
         data = json.loads(codec.dumps(STAGES["fanned_out"]))
-        assert (1, f"{FLOWS}:OrderFlow") == (data["format"], data["workflow"])
+        assert (2, f"{FLOWS}:OrderFlow") == (data["format"], data["workflow"])
         assert [f"{FLOWS}:Charge", f"{FLOWS}:Reserve"] == data["active_steps"]
 
 

@@ -23,6 +23,7 @@ from hephaestus.core.instance import (
     ExecutionEntry,
     Failure,
     Instance,
+    MapState,
     Status,
     Timer,
 )
@@ -41,8 +42,12 @@ __all__ = [
     "resolve",
 ]
 
-FORMAT = 1
-"""The version of the encoded form, stored with it as ``"format"``."""
+FORMAT = 2
+"""The version of the encoded form, stored with it as ``"format"``.
+
+2 added maps (``"maps"``, an item index in history entries and failures);
+format 1 is read as having none.
+"""
 
 _cache: dict[str, Any] = {}
 
@@ -221,6 +226,14 @@ def encode(instance: Instance) -> dict[str, Any]:
                 e.timestamp,
                 _check(e.updates, f"the updates of {e.step.__qualname__}"),
             ]
+            if e.item is None
+            else [
+                path(e.step),
+                e.event,
+                e.timestamp,
+                _check(e.updates, f"the updates of item {e.item} of {e.step.__qualname__}"),
+                e.item,
+            ]
             for e in instance.execution_history
         ],
         "telemetry_metadata": _check(instance.telemetry_metadata, "telemetry_metadata"),
@@ -233,6 +246,14 @@ def encode(instance: Instance) -> dict[str, Any]:
             "step": path(instance.error.step),
             "kind": instance.error.kind,
             "reason": _reason(instance.error.reason),
+            "item": instance.error.item,
+        },
+        "maps": {
+            path(s): {
+                "items": _check(list(m.items), f"the items of Map({s.__qualname__})"),
+                "done": format(m.done, "x"),
+            }
+            for s, m in instance.maps.items()
         },
     }
 
@@ -245,6 +266,8 @@ def decode(data: Mapping[str, Any]) -> Instance:
     """
     workflow_path = data.get("workflow") if isinstance(data, Mapping) else None
     try:
+        if data.get("format", 1) > FORMAT:
+            raise ValueError(f"it is in format {data['format']!r}, newer than this version reads")
         workflow = resolve(workflow_path)  # type: ignore[arg-type]
         if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
             raise TypeError(f"{workflow_path} is not a Workflow")
@@ -271,8 +294,8 @@ def decode(data: Mapping[str, Any]) -> Instance:
             waiting_steps=frozenset(step(p) for p in data["waiting_steps"]),
             runtime_metadata=data["runtime_metadata"],
             execution_history=tuple(
-                ExecutionEntry(step(p), event, ts, updates)
-                for p, event, ts, updates in data["execution_history"]
+                ExecutionEntry(step(p), event, ts, updates, *item)
+                for p, event, ts, updates, *item in data["execution_history"]
             ),
             telemetry_metadata=data["telemetry_metadata"],
             started_at=data["started_at"],
@@ -281,7 +304,11 @@ def decode(data: Mapping[str, Any]) -> Instance:
             pending_joins={step(p): (n, live) for p, (n, live) in data["pending_joins"].items()},
             error=None
             if error is None
-            else Failure(step(error["step"]), error["kind"], error["reason"]),
+            else Failure(step(error["step"]), error["kind"], error["reason"], error.get("item")),
+            maps={
+                step(p): MapState(tuple(m["items"]), int(m["done"], 16))
+                for p, m in data.get("maps", {}).items()
+            },
         )
     except Exception as exc:  # whatever a damaged row holds, it fails this load alone
         instance_id = data.get("id") if isinstance(data, Mapping) else None
