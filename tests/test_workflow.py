@@ -150,7 +150,8 @@ class TestTargets:
         found = problems(A, {A: {"ok": [[B, C]]}})
         assert 1 == len(found)
         assert found[0].startswith(
-            "Flow.transitions[A]['ok'] must be a Step subclass, (Step, config) or a Map, got: [<class"
+            "Flow.transitions[A]['ok'] must be a Step subclass, (Step, config) or a Map, "
+            "got: [<class"
         )
 
     def test_empty_list(self) -> None:

@@ -240,13 +240,22 @@ class Workflow:
 
     @classmethod
     def mermaid(cls) -> str:
-        """The graph as a Mermaid flowchart (dotted arrows for routes, a circle for Done)."""
+        """The graph as a Mermaid flowchart.
+
+        Dotted arrows for routes, a circle for Done, a double-sided box for a
+        mapped step.
+        """
         graph = cls.graph()
+        maps = cls.definition.maps
         lines = ["flowchart TD"]
         for step in graph.steps:
-            shape = (
-                f'(("{step.__qualname__}"))' if step.ends_workflow else f'["{step.__qualname__}"]'
-            )
+            name = step.__qualname__
+            if step.ends_workflow:
+                shape = f'(("{name}"))'
+            elif step in maps:
+                shape = f'[["{name} (map)"]]'
+            else:
+                shape = f'["{name}"]'
             lines.append(f"    {step.step_key}{shape}")
         for e in graph.edges:
             arrow = "-.->" if e.routed else "-->"
@@ -321,36 +330,30 @@ class _Checker:
             self.problem(f"{where}: Map needs a Step subclass, got: {step!r}")
             return None
         name = f"Map({step.__qualname__})"
-        ok = True
         if not callable(value.items):
             self.problem(
                 f"{where}: {name}.items must be callable (context -> list), got: {value.items!r}"
             )
-            ok = False
         cap = value.max_concurrency
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             self.problem(
                 f"{where}: {name}.max_concurrency must be an int >= 1 or None, got: {cap!r}"
             )
-            ok = False
         config = value.config
         if config is not None and not isinstance(config, Mapping):
             self.problem(f"{where}: {name}.config must be a dict or None, got: {config!r}")
-            ok = False
         elif config is not None and any(key in config for key in _ITEM_KEYS):
             self.problem(
                 f"{where}: {name}.config must not set 'item' or 'index': "
                 f"each item's config gets them"
             )
-            ok = False
         if value.empty is not None and not isinstance(value.empty, str):
             self.problem(f"{where}: {name}.empty must be an event name, got: {value.empty!r}")
-            ok = False
         if getattr(step, "ends_workflow", False):
             self.problem(f"{where}: {step.__qualname__} ends the workflow and cannot be mapped")
-            ok = False
         self.mapped.setdefault(step, []).append(value)
-        return (step, config) if ok else None
+        # The step stays in the graph whatever its options: only their problems are reported.
+        return step, config if isinstance(config, Mapping) else None
 
     def target(self, value: object, where: str) -> Edge | None:
         """A compiled edge (without ``dead``, filled in later) or None with a problem noted."""

@@ -34,18 +34,19 @@ def check_start(
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise TypeError(f"version must be an int or None, got: {shown(version)}")
     concrete = workflow.resolve(version)
-    if not isinstance(context, Mapping):
+    if type(context) is not dict and not isinstance(context, Mapping):
         raise TypeError(f"the context must be a dict, got: {shown(context)}")
     if telemetry_metadata is not None and not isinstance(telemetry_metadata, Mapping):
         raise TypeError(
             f"telemetry_metadata must be a dict or None, got: {shown(telemetry_metadata)}"
         )
-    bad = next((key for key in context if not isinstance(key, str)), None)
-    if bad is not None:
-        raise TypeError(f"the context's keys must be strings, got: {shown(bad)}")
-    return Start(
+    for key in context:  # a plain loop: no generator on the hot path
+        if type(key) is not str and not isinstance(key, str):
+            raise TypeError(f"the context's keys must be strings, got: {shown(key)}")
+    # A plain tuple: a named tuple's __new__ is a Python call on every start.
+    return (  # type: ignore[return-value]
         concrete,
         instance_id(concrete, id),
         dict(context),
-        dict(telemetry_metadata or {}),
+        dict(telemetry_metadata) if telemetry_metadata else {},
     )

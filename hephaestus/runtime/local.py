@@ -277,9 +277,12 @@ class LocalRunner:
 
     def _check_running(self) -> None:
         if self._tg is None or self._stopping:
-            raise RunnerStopped(
-                f"{self!r} is not running: use it inside `async with LocalRunner() as runner`"
-            )
+            raise self._stopped()
+
+    def _stopped(self) -> RunnerStopped:
+        return RunnerStopped(
+            f"{self!r} is not running: use it inside `async with LocalRunner() as runner`"
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -298,7 +301,8 @@ class LocalRunner:
         cannot keep the context. A start cancelled by its caller leaves
         nothing behind: a write already on its way is deleted again.
         """
-        self._check_running()
+        if self._tg is None or self._stopping:  # (inline: start and wait are hot)
+            raise self._stopped()
         concrete, iid, initial, metadata = check_start(
             workflow, context, id, version, telemetry_metadata
         )
@@ -368,7 +372,8 @@ class LocalRunner:
 
         The instance returned is stored as it is: ended in the storage too.
         """
-        self._check_running()
+        if self._tg is None or self._stopping:  # (inline: start and wait are hot)
+            raise self._stopped()
         run = self._runs.get(check_id(instance_id))
         if run is None:
             return await self.get(instance_id)
@@ -675,12 +680,120 @@ class LocalRunner:
             tasks.add(task)
 
     async def _drive(self, run: _Run, unit: _Unit | None) -> None:
-        """One branch: run a unit, fold it, go on with the first unit it activated."""
+        """One branch: execute a unit, fold, store and announce its outcome, go on with the next.
+
+        The next unit is the first one the outcome activated (the others get
+        branches of their own), or the map's next item. A driver given no
+        unit opens the instance first: advances it (a pending one starts) and
+        starts its active steps. This is the hot loop: one coroutine per
+        branch, not one per step.
+        """
+        opening = unit is None
+        step: type[Step] | None = None
+        item: int | None = None
         try:
-            if unit is None:
-                unit = await self._open(run)
-            while unit is not None:
-                unit = await self._step(run, unit)
+            while opening or unit is not None:
+                if opening:
+                    if run.locked:
+                        await self._lock(run)
+                    else:
+                        run.locked = True
+                else:
+                    if type(unit) is tuple:
+                        step, item = unit
+                    else:
+                        step, item = unit, None  # type: ignore[assignment]
+                    outcome = await self._execute(run, step, item)  # type: ignore[arg-type]
+                    if run.locked:
+                        try:
+                            await self._lock(run)
+                        except asyncio.CancelledError:
+                            if run.sibling_failed:  # its outcome is dropped: the instance failed
+                                self._cancelled_by_sibling(run, step, item)  # type: ignore[arg-type]
+                            raise
+                    else:
+                        run.locked = True
+                unit = None
+                locked = True
+                try:
+                    before = run.instance
+                    if before.terminal:
+                        break  # cancelled while the step ran
+                    note: _Note | None
+                    if opening:
+                        new = self._advance(run, before)
+                        note = None
+                    elif type(outcome[0]) is Ok and item is None:  # the common case, inlined
+                        try:
+                            applied = engine.apply_result(
+                                before,
+                                step,  # type: ignore[arg-type]
+                                outcome[0],
+                                now=time.time_ns(),
+                            )
+                        except Exception:  # refused: the engine changed nothing
+                            new, note = self._fold(run, before, step, item, outcome)  # type: ignore[arg-type]
+                        else:
+                            run.completed_since += 1
+                            new = applied.instance
+                            note = (
+                                _STOP,
+                                step,
+                                item,
+                                new,
+                                (outcome[0], outcome[1], applied.activated),
+                            )  # type: ignore[assignment]
+                    else:
+                        new, note = self._fold(run, before, step, item, outcome)  # type: ignore[arg-type]
+                    if new is not before:
+                        try:
+                            await self.storage.put(new)  # the common case: no retry loop
+                        except Exception as exc:
+                            try:
+                                await self._rewrite(run, new, exc)
+                            except Exception as refused:  # the storage refused the change
+                                self._unlock(run)
+                                locked = False
+                                await self._refused(run, step, _refusal(refused), refused, item)
+                                break
+                        run.instance = run.persisted = new
+                    status = new.status
+                    if status is _RUNNING:
+                        if note is None:  # opened: start every active step
+                            opening = False
+                            order = new.workflow.definition.order.__getitem__
+                            unit = self._launch(
+                                run, self._units(run, sorted(new.active_steps, key=order))
+                            )
+                            continue
+                        activated = self._announce(run, note)
+                        if item is None and not new.maps:  # the fast path: no map anywhere
+                            if activated:
+                                if _advance_slot[0]:
+                                    self._advance(run, new)
+                                else:
+                                    run.advances += 1
+                                    run.completed_since = 0
+                                unit = (
+                                    activated[0]
+                                    if len(activated) == 1
+                                    else self._launch(run, activated)
+                                )
+                        else:
+                            unit = self._launch(run, self._next(run, step, item, activated))  # type: ignore[arg-type]
+                        continue
+                    opening = False
+                    if note is not None:
+                        self._announce(run, note)
+                    self._unlock(run)
+                    locked = False
+                    if status is _FAILED:
+                        await self._stop_branches(run)
+                    if status is not _WAITING:
+                        self._ended(run)
+                finally:
+                    if locked:
+                        self._unlock(run)
         except Exception as exc:  # a bug in the runner: this instance fails alone
             _logger.exception("driver failed", instance_id=run.instance.id)
             await self._refused(run, None, "runner", exc)
@@ -688,32 +801,6 @@ class LocalRunner:
             tasks = run.tasks
             if tasks is not None:
                 tasks.discard(asyncio.current_task())
-
-    async def _open(self, run: _Run) -> _Unit | None:
-        """Advance a started or recovered instance, store it, and start its active steps."""
-        await self._lock(run)
-        locked = True
-        try:
-            before = run.instance
-            instance = self._advance(run, before)
-            if instance is not run.persisted:
-                try:
-                    await self._store(run, instance)
-                except Exception as refused:  # the start step's config is refused
-                    self._unlock(run)
-                    locked = False
-                    await self._refused(run, None, _refusal(refused), refused)
-                    return None
-                run.instance = run.persisted = instance
-            if instance.terminal:
-                self._unlock(run)
-                locked = False
-                self._ended(run)
-                return None
-            return self._launch(run, self._units(run, instance.active_steps))
-        finally:
-            if locked:
-                self._unlock(run)
 
     def _advance(self, run: _Run, instance: Instance) -> Instance:
         """The engine's advance, announced by ``engine:advance``; the advanced instance."""
@@ -767,60 +854,6 @@ class LocalRunner:
         for unit in units[1:]:
             self._spawn(run, unit)
         return units[0]
-
-    async def _step(self, run: _Run, unit: _Unit) -> _Unit | None:
-        """Execute ``unit``, then fold, store and announce its outcome; the next unit to run."""
-        if type(unit) is tuple:
-            step, item = unit
-        else:
-            step, item = unit, None  # type: ignore[assignment]
-        outcome = await self._execute(run, step, item)
-        if run.locked:
-            try:
-                await self._lock(run)
-            except asyncio.CancelledError:
-                if run.sibling_failed:  # its outcome is dropped: the instance failed
-                    self._cancelled_by_sibling(run, step, item)
-                raise
-        else:
-            run.locked = True
-        locked = True
-        try:
-            before = run.instance
-            if before.terminal:
-                return None  # cancelled while the step ran
-            new, note = self._fold(run, before, step, item, outcome)
-            if new is not before:
-                try:
-                    await self.storage.put(new)  # the common case: no retry loop on the hot path
-                except Exception as exc:
-                    try:
-                        await self._rewrite(run, new, exc)
-                    except Exception as refused:  # the storage refused the step's result
-                        self._unlock(run)
-                        locked = False
-                        await self._refused(run, step, _refusal(refused), refused, item)
-                        return None
-                run.instance = run.persisted = new
-            activated = self._announce(run, note)
-            status = new.status
-            if status is _RUNNING:
-                if item is None and not new.maps:  # the fast path: no map anywhere
-                    if not activated:
-                        return None
-                    self._advance(run, new)
-                    return self._launch(run, activated)
-                return self._launch(run, self._next(run, step, item, activated))
-            self._unlock(run)
-            locked = False
-            if status is _FAILED:
-                await self._stop_branches(run)
-            if status is not _WAITING:
-                self._ended(run)
-            return None
-        finally:
-            if locked:
-                self._unlock(run)
 
     def _next(
         self, run: _Run, step: type[Step], item: int | None, activated: Sequence[type[Step]]
