@@ -128,6 +128,12 @@ class DistributedRunner:
         concrete, iid, initial, metadata = check_start(
             workflow, context, id, version, telemetry_metadata
         )
+        if concrete.definition.maps:
+            mapped = ", ".join(sorted(s.__qualname__ for s in concrete.definition.maps))
+            raise NotImplementedError(
+                f"{concrete.__qualname__} maps {mapped}: the DistributedRunner does not run "
+                f"maps yet (the LocalRunner does)"
+            )
         instance = Instance(
             iid,
             concrete,

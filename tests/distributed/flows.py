@@ -20,6 +20,7 @@ from hephaestus import (
     Done,
     Error,
     Instance,
+    Map,
     Ok,
     Retry,
     Route,
@@ -445,3 +446,13 @@ class Report(Workflow):
     """A workflow family: version 2 is current."""
 
     versions = {1: ReportV1, 2: ReportV2}
+
+
+class Mapped(Workflow):
+    """Second once per item: the distributed runner refuses it (for now)."""
+
+    start = First
+    transitions = {
+        First: {"done": Map(Second, items=lambda ctx: [1, 2])},
+        Second: {"done": Done},
+    }

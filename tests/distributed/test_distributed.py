@@ -519,6 +519,14 @@ class TestStart:
         with pytest.raises(InstanceNotFound):
             await runner.get("bad")
 
+    async def test_a_workflow_with_a_map_is_refused(
+        self, runner: DistributedRunner, db: Database
+    ) -> None:
+        """Maps run on the LocalRunner only, for now: refused before anything is stored."""
+        with pytest.raises(NotImplementedError, match="Mapped maps Second"):
+            await runner.start(flows.Mapped, {"n": 1}, id="mapped")
+        assert [] == await db.rows("SELECT id FROM heph_instances")
+
 
 class TestRefusedResumes:
     async def test_unknown_instance(self, runner: DistributedRunner, db: Database) -> None:
