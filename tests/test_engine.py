@@ -20,6 +20,8 @@ from hephaestus import (
     Failure,
     Instance,
     InvalidStepResult,
+    Map,
+    MapError,
     NotWaiting,
     Ok,
     Route,
@@ -950,3 +952,95 @@ class TestWholeRuns:
         assert {} == resumed.timers
         final = drive(resumed, [(Done, Ok("done"))])
         assert Status.COMPLETED == final.status
+
+
+# ---------------------------------------------------------------- maps
+
+MPlan = make_step("MPlan", "planned")
+MItem = make_step("MItem", "ok", "skip")
+MNext = make_step("MNext", "done")
+MOther = make_step("MOther", "done")
+MAPPED = make_workflow(
+    "Mapped",
+    MPlan,
+    {
+        MPlan: {"planned": Map(MItem, items=lambda ctx: ctx.initial["items"], empty="ok")},
+        MItem: {"ok": MNext, "skip": MOther},
+        MNext: {"done": Done},
+        MOther: {"done": Done},
+    },
+)
+
+
+def mapped(items: list[Any]) -> Instance:
+    """An instance of MAPPED whose map just started over ``items``."""
+    start = instance(MAPPED, Status.PENDING, context=Context({"items": items}))
+    started = engine.advance(start)
+    return engine.apply_result(started, MPlan, Ok("planned"), now=1).instance
+
+
+class TestMaps:
+    def test_activation_computes_the_items(self) -> None:
+        """The mapped step is active, with its items and nothing done."""
+        instance = mapped(["a", "b"])
+        assert frozenset({MItem}) == instance.active_steps
+        assert (("a", "b"), 0, 0) == (
+            instance.maps[MItem].items,
+            instance.maps[MItem].done,
+            instance.maps[MItem].done_count,
+        )
+
+    def test_an_item_is_folded_alone(self) -> None:
+        """One item done: its entry in the history, its bit set, nothing activated yet."""
+        applied = engine.apply_item_result(mapped(["a", "b"]), MItem, 1, Ok("ok", {"v": 1}), now=2)
+        state = applied.instance.maps[MItem]
+        assert ((), True, False) == (applied.activated, state.is_done(1), state.is_done(0))
+        assert (MItem, "ok", {"v": 1}, 1) == (
+            applied.instance.execution_history[-1].step,
+            applied.instance.execution_history[-1].event,
+            applied.instance.execution_history[-1].updates,
+            applied.instance.execution_history[-1].item,
+        )
+
+    def test_the_last_item_completes_the_map(self) -> None:
+        """Both items done: results in item order, both successors live, the map gone."""
+        first = engine.apply_item_result(mapped(["a", "b"]), MItem, 1, Ok("skip"), now=2)
+        last = engine.apply_item_result(first.instance, MItem, 0, Ok("ok", {"v": 0}), now=3)
+        instance = last.instance
+        assert (MNext, MOther) == last.activated
+        assert {"items": [{"v": 0}, {}], "events": ["ok", "skip"]} == instance.context.steps[
+            "m_item"
+        ]
+        assert ({}, True) == (instance.maps, MItem in instance.completed_steps)
+
+    def test_an_item_folded_twice_is_refused(self) -> None:
+        """A done item (or one that does not exist) is refused; nothing changes."""
+        once = engine.apply_item_result(mapped(["a", "b"]), MItem, 0, Ok("ok"), now=2).instance
+        with pytest.raises(NotWaiting, match="item 0 of MItem is done already"):
+            engine.apply_item_result(once, MItem, 0, Ok("ok"), now=3)
+        with pytest.raises(NotWaiting, match="item 5 of MItem"):
+            engine.apply_item_result(once, MItem, 5, Ok("ok"), now=3)
+
+    def test_an_item_cannot_park(self) -> None:
+        with pytest.raises(InvalidStepResult, match="cannot park"):
+            engine.apply_item_result(mapped(["a"]), MItem, 0, Async(), now=2)
+
+    def test_an_undeclared_event_is_refused(self) -> None:
+        with pytest.raises(UndeclaredEvent):
+            engine.apply_item_result(mapped(["a"]), MItem, 0, Ok("nope"), now=2)
+
+    def test_an_error_fails_the_instance_naming_the_item(self) -> None:
+        applied = engine.apply_item_result(mapped(["a", "b"]), MItem, 1, Error("bad"), now=2)
+        assert Failure(MItem, "error", "bad", 1) == applied.instance.error
+        assert ({}, frozenset()) == (applied.instance.maps, applied.instance.active_steps)
+
+    def test_an_empty_map_completes_at_once_with_its_empty_event(self) -> None:
+        """No items: MNext (the 'ok' edge) activates; MOther is ruled out."""
+        instance = mapped([])
+        assert frozenset({MNext}) == instance.active_steps
+        assert {"items": [], "events": []} == instance.context.steps["m_item"]
+
+    def test_items_that_raise_are_a_map_error(self) -> None:
+        started = engine.advance(instance(MAPPED, Status.PENDING))
+        with pytest.raises(MapError, match=r"the items of Map\(MItem\) raised KeyError\('items'\)"):
+            engine.apply_result(started, MPlan, Ok("planned"), now=1)

@@ -138,7 +138,8 @@ class Summarize(Step):
 
     async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
         return Ok(
-            "summarized", {"total": sum(i["size"] for i in context.steps["fetch_one"]["items"])}
+            "summarized",
+            {"total": sum(i.get("size", 0) for i in context.steps["fetch_one"]["items"])},
         )
 
 
@@ -156,6 +157,17 @@ class FetchFlow(Workflow):
                 empty="fetched",
             )
         },
+        FetchOne: {"fetched": Summarize, "missing": Summarize},
+        Summarize: {"summarized": Done},
+    }
+
+
+class BadItemsFlow(Workflow):
+    """Plan, then a map over items no durable storage can keep (sets)."""
+
+    start = Plan
+    transitions = {
+        Plan: {"planned": Map(FetchOne, items=lambda ctx: [{1, 2}], empty="fetched")},
         FetchOne: {"fetched": Summarize, "missing": Summarize},
         Summarize: {"summarized": Done},
     }

@@ -130,7 +130,7 @@ class TestQuery:
             pytest.param({"workflow": OrderFlow, "workflow_version": 2}, [], id="wf+other-version"),
             pytest.param(
                 {"status_in": ["pending", "running"], "workflow_version": 1},
-                ["fanned_out", "joining", "pending", "running"],
+                ["fanned_out", "joining", "mapping", "pending", "running"],
                 id="status_in+version",
             ),
             pytest.param({"id": "waiting", "status": "running"}, [], id="id+status-mismatch"),

@@ -14,7 +14,18 @@ from hephaestus import Done, LocalRunner, NotSerializable, Status, Storage, Wait
 from hephaestus.testing import capture_events
 
 from .conftest import GUARD
-from .flows import Charge, OrderFlow, Prepare, Reserve, Ship, lifecycle
+from .flows import (
+    BadItemsFlow,
+    Charge,
+    FetchFlow,
+    FetchOne,
+    OrderFlow,
+    Plan,
+    Prepare,
+    Reserve,
+    Ship,
+    lifecycle,
+)
 
 durable = pytest.mark.parametrize("storage", ["sqlite", "postgres"], indirect=True)
 
@@ -41,6 +52,44 @@ class TestRunnerOnStorage:
                 with pytest.raises(NotSerializable, match=r"context\['when'\]"):
                     await runner.start(OrderFlow, {"when": datetime.now(UTC)}, id="order-1")
             assert [] == await storage.query()
+
+    async def test_runs_a_map(self, storage: Storage) -> None:
+        """A map's items are stored one by one and gathered in item order."""
+        with anyio.fail_after(GUARD):
+            async with LocalRunner(storage) as runner:
+                done = await runner.run(FetchFlow, {"urls": ["a", "bb", "ccc"]}, id="fetch-1")
+            stored = await storage.get("fetch-1")
+        assert stored is not None
+        assert (Status.COMPLETED, {"total": 6}) == (
+            stored.status,
+            stored.context.steps["summarize"],
+        )
+        assert [{"size": 1}, {"size": 2}, {"size": 3}] == stored.context.steps["fetch_one"]["items"]
+        assert [0, 1, 2] == sorted(e.item for e in done.execution_history if e.step is FetchOne)
+
+    async def test_items_it_cannot_store_fail_the_step_before_the_map(
+        self, storage: Storage
+    ) -> None:
+        """Items the storage cannot keep are refused: Plan fails (invalid_result), naming them."""
+        with anyio.fail_after(GUARD):
+            async with LocalRunner(storage) as runner:
+                done = await runner.run(BadItemsFlow, {"urls": []}, id="fetch-1")
+        assert done.error is not None
+        assert (Plan, "invalid_result") == (done.error.step, done.error.kind)
+        assert "the items of Map(FetchOne)" in str(done.error.reason)
+
+    async def test_resumes_a_half_done_map(self, storage: Storage) -> None:
+        """A stored map with two of three items done: a new runner runs only the third."""
+        with anyio.fail_after(GUARD):
+            await storage.put(lifecycle()["mapping"])
+            with capture_events() as events:
+                async with LocalRunner(storage) as runner:
+                    done = await runner.wait("fetch-1")
+        items = [m["item"] for name, _, m in events if name == telemetry.step_start_event()
+                 and m["step"] is FetchOne]  # fmt: skip
+        assert [1] == items
+        assert Status.COMPLETED == done.status
+        assert ["missing", "fetched", "fetched"] == done.context.steps["fetch_one"]["events"]
 
     async def test_recovers_a_due_timer(self, storage: Storage) -> None:
         """A runner entering on an instance whose timer is due completes it, not restarts it."""
