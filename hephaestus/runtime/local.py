@@ -34,6 +34,7 @@ import os
 import random
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -104,8 +105,9 @@ class _Run:
     """What the runner keeps in memory for one active instance.
 
     ``instance`` is the stored instance (see the module's docstring);
-    ``locked`` says whether a change holds the instance's gate, and ``gate``
-    is the future its waiters await (made only when one waits). ``tasks``
+    ``locked`` says whether a change holds the instance's gate, and
+    ``waiters`` are the futures of those waiting for it, first come first
+    served (made only when one waits). ``tasks``
     are its branches; ``fans`` the runner's side of its active maps.
     """
 
@@ -114,7 +116,6 @@ class _Run:
         "completed_since",
         "done",
         "fans",
-        "gate",
         "instance",
         "locked",
         "parked_at",
@@ -123,6 +124,7 @@ class _Run:
         "stacktrace",
         "tasks",
         "timers",
+        "waiters",
     )
 
     def __init__(self, instance: Instance) -> None:
@@ -138,7 +140,7 @@ class _Run:
         self.sibling_failed = False  # a step failed: the other branches stop
         self.parked_at: dict[type[Step], int] | None = None  # monotonic ns, made when one parks
         self.locked = False
-        self.gate: asyncio.Future[None] | None = None
+        self.waiters: deque[asyncio.Future[None]] | None = None
         self.timers: dict[type[Step], Handle] | None = None  # armed timers, by step
 
 
@@ -485,20 +487,34 @@ class LocalRunner:
         raise NotWaiting(f"instance {instance_id!r} is {stored.status}, not waiting")
 
     async def _lock(self, run: _Run) -> None:
-        """Take the instance's gate (waiting for the change that holds it)."""
-        while run.locked:
-            if run.gate is None:
-                run.gate = asyncio.get_running_loop().create_future()
-            await asyncio.shield(run.gate)  # a cancelled waiter leaves the gate to the others
-        run.locked = True
+        """Take the instance's gate, after those already waiting for it (first come, first served).
+
+        The holder hands the gate over to the next waiter directly (``locked``
+        stays True), so a release wakes one waiter, not all of them: a map's
+        items waiting to fold on a slow storage cost a wake-up each.
+        """
+        if not run.locked:
+            run.locked = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if run.waiters is None:
+            run.waiters = deque()
+        run.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._unlock(run)  # handed the gate as it was cancelled: pass it on
+            raise
 
     def _unlock(self, run: _Run) -> None:
+        waiters = run.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # (a cancelled waiter is skipped)
+                waiter.set_result(None)  # the gate goes to it: still locked
+                return
         run.locked = False
-        gate = run.gate
-        if gate is not None:
-            run.gate = None
-            if not gate.done():
-                gate.set_result(None)
 
     async def _change(
         self,
