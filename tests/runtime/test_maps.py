@@ -628,3 +628,49 @@ class TestDefinitions:
 
     def test_mermaid_marks_a_mapped_step(self) -> None:
         assert '    square[["Square (map)"]]' in SquareFlow.mermaid().splitlines()
+
+
+# ---------------------------------------------------------------- cancel
+
+
+class Waits(Step):
+    """Arrives on the probe and blocks until released (or cancelled)."""
+
+    events = ("done",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        probe = probe_of(context)
+        probe.arrive(type(self))
+        try:
+            await probe.release.wait()
+        except anyio.get_cancelled_exc_class():
+            probe.interrupt(type(self))
+            raise
+        finally:
+            probe.leave()
+        return Ok("done")
+
+
+class WaitsFlow(Workflow):
+    start = Plan
+    transitions = {
+        Plan: {"planned": Map(Waits, items=items_of, max_concurrency=4)},
+        Waits: {"done": Done},
+    }
+
+
+class TestCancel:
+    async def test_cancel_stops_every_running_item(self) -> None:
+        """cancel() mid-map: the four running items are interrupted; no other item starts."""
+        probe = Probe(expected=4)
+        async with LocalRunner() as runner:
+            with capture_events() as events:
+                instance_id = await runner.start(
+                    WaitsFlow, {"items": list(range(10)), "probe": probe}
+                )
+                await until(probe.all_arrived)
+                await runner.cancel(instance_id)
+                instance = await ended(runner, instance_id)
+        assert (Status.CANCELLED, 4, 4) == (instance.status, probe.calls, len(probe.interrupted))
+        kinds = [m["kind"] for name, _, m in events if name == telemetry.step_exception_event()]
+        assert ["cancelled"] * 4 == kinds
