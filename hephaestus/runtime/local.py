@@ -468,6 +468,9 @@ class LocalRunner:
                 for task in run.tasks or ():
                     if task is not current:
                         task.cancel()
+                        # Awaited by the runner's stop, like its other background work.
+                        self._background.add(task)
+                        task.add_done_callback(self._background.discard)
                 self._finish(run)
                 return new
 

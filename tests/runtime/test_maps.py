@@ -663,8 +663,8 @@ class TestCancel:
     async def test_cancel_stops_every_running_item(self) -> None:
         """cancel() mid-map: the four running items are interrupted; no other item starts."""
         probe = Probe(expected=4)
-        async with LocalRunner() as runner:
-            with capture_events() as events:
+        with capture_events() as events:
+            async with LocalRunner() as runner:
                 instance_id = await runner.start(
                     WaitsFlow, {"items": list(range(10)), "probe": probe}
                 )
