@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks import async_resume, report, storage, telemetry_scenario, workflows
+from benchmarks import async_resume, map1000, report, storage, telemetry_scenario, workflows
 from benchmarks.harness import Config, Group, Scenario, Stat, run, trial_count
 
 SCENARIOS: dict[str, Scenario] = {
@@ -27,6 +27,7 @@ SCENARIOS: dict[str, Scenario] = {
         workflows.LINEAR10_SCENARIO,
         workflows.FANOUT8_SCENARIO,
         async_resume.SCENARIO,
+        map1000.SCENARIO,
         telemetry_scenario.SCENARIO,
         storage.SCENARIO,
     )

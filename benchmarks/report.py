@@ -150,6 +150,10 @@ TARGETS = (
            "LangGraph", "<=", 1 / 30, "<= 1/30"),
     Target("memory per parked workflow", "async_resume", "memory per parked", "Hephaestus",
            None, "<=", 2048, "<= 2 KiB"),
+    Target("map1000 throughput vs LangGraph", "map1000", "throughput", "Hephaestus",
+           "LangGraph", ">=", 20, ">= 20x"),
+    Target("memory per in-flight map item", "map1000", "memory per in-flight item",
+           "Hephaestus", None, "<=", 1024, "<= 1 KiB"),
     Target("LogHandler to null, linear10 latency", "linear10", "latency median",
            "Hephaestus + LogHandler", "Hephaestus", "<=", 2, "<= 2x"),
     Target("LogHandler to null, linear10 throughput", "linear10", "throughput",
@@ -235,6 +239,7 @@ def _short(name: str) -> str:
     return {
         "asyncio (await)": "await",
         "asyncio (tasks)": "tasks",
+        "asyncio (gather)": "gather",
         "Hephaestus memory": "memory",
         "DBOS SQLite": "DBOS",
     }.get(name, name)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ("linear10", "fanout8", "async_resume", "telemetry", "storage")
+SCENARIOS = ("linear10", "fanout8", "async_resume", "map1000", "telemetry", "storage")
 OURS = ("asyncio (await)", "asyncio (tasks)", "Hephaestus", "Hephaestus + LogHandler")
 PEERS = ("LangGraph", "pydantic-graph")
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -65,7 +65,7 @@ def figures(report: dict[str, Any], scenario: str) -> dict[tuple[str, str], floa
 
 class TestQuickRun:
     def test_every_scenario_has_rows(self, quick: dict[str, Any]) -> None:
-        """Each of the five scenarios reports figures."""
+        """Each of the six scenarios reports figures."""
         assert set(SCENARIOS) == {row["scenario"] for row in quick["rows"]}
 
     @pytest.mark.parametrize("scenario", ["linear10", "fanout8"])
@@ -84,6 +84,25 @@ class TestQuickRun:
         for system in OURS:
             for metric in ("round trip median", "round trip p99", "memory per parked"):
                 assert found[(metric, system)] > 0
+
+    def test_map1000_measures_latency_throughput_and_memory(self, quick: dict[str, Any]) -> None:
+        """The map's latency and items/s on the gather floor and Hephaestus, and its memory."""
+        found = figures(quick, "map1000")
+        for system in ("asyncio (gather)", "Hephaestus"):
+            for metric in ("latency median", "throughput", "memory per in-flight item"):
+                assert found[(metric, system)] > 0
+        hephaestus = next(
+            row
+            for row in quick["rows"]
+            if (row["scenario"], row["metric"], row["system"])
+            == ("map1000", "throughput", "Hephaestus")
+        )
+        assert "asyncio (gather)" in hephaestus["vs_floor"]
+        skipped = any(note.startswith("LangGraph skipped") for note in quick["notes"])
+        assert (("throughput", "LangGraph") in found) != skipped
+        assert ("LangGraph" in hephaestus["vs_peers"]) != skipped
+        labels = {entry["target"] for entry in quick["targets"]}
+        assert {"map1000 throughput vs LangGraph", "memory per in-flight map item"} <= labels
 
     @pytest.mark.parametrize("peer", PEERS)
     def test_a_peer_is_measured_or_skipped_with_a_note(

@@ -7,6 +7,10 @@ an asyncio task of its own, as a framework that schedules steps would do;
 the branches are 8 tasks gathered. Parking awaits an ``asyncio.Future``;
 resuming sets its result. The first step runs in the caller, then a task
 takes over the workflow and parks on the future.
+
+``map1000`` (the system ``asyncio (gather)``; ``tasks`` does not change it):
+the plan step's list, ``asyncio.gather`` over one coroutine of the item step
+per item (gather makes each a task), then the sum of their values.
 """
 
 from __future__ import annotations
@@ -16,12 +20,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from benchmarks.systems import Gate
+
 State = dict[str, Any]
 
 
 async def step(state: State) -> None:
     """One step: increment the counter."""
     state["count"] += 1
+
+
+async def plan(count: int) -> list[int]:
+    """The map's first step: the items."""
+    return list(range(count))
+
+
+async def item_step(item: int, index: int, gate: Gate | None = None) -> dict[str, int]:
+    """The map's step, once per item (waiting at ``gate`` first, when there is one)."""
+    if gate is not None:
+        await gate.wait()
+    return {"value": item + 1}
 
 
 class _Floor:
@@ -75,6 +93,13 @@ class _Floor:
         result = await task
         self._parked.discard(task)
         return result
+
+    async def map1000(self, count: int, gate: Gate | None = None) -> int:
+        items = await plan(count)
+        results = await asyncio.gather(
+            *(item_step(item, index, gate) for index, item in enumerate(items))
+        )
+        return sum(result["value"] for result in results)
 
     async def aclose(self) -> None:
         for task in self._parked:

@@ -8,6 +8,12 @@ of steps run, as in the other systems. Every workflow ends with the built-in
 ``Done`` step, which Hephaestus requires as the leaf (an 11th step in
 ``linear10``; it does not count).
 
+``map1000``: ``MapPlan`` lists ``range(n)``, ``Map(MapItem, items=...)``
+runs the item step once per item (``config["item"]``), ``MapGather`` sums
+the items' updates (``context.steps["map_item"]["items"]``). The gated
+variant (the memory figure) uses subclasses whose items first wait at the
+gate the session installs (``Gate.current()``).
+
 ``log=True`` attaches ``LogHandler`` (all 11 events, default levels) and
 configures structlog, for the session only, to render every line (debug
 included) with its default processors and print it to ``os.devnull``; the
@@ -26,11 +32,13 @@ from typing import Any, ClassVar
 
 import structlog
 
+from benchmarks.systems import Gate
 from hephaestus import (
     Context,
     Done,
     Instance,
     LocalRunner,
+    Map,
     Ok,
     Status,
     Step,
@@ -194,6 +202,78 @@ class AsyncResume(Workflow):
     }
 
 
+# ---------------------------------------------------------------- map1000
+
+
+class MapPlan(Step):
+    """Plans ``context.initial["n"]`` items: ``range(n)``."""
+
+    events = ("planned",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        return Ok("planned", {"items": list(range(context.initial["n"]))})
+
+
+class MapItem(Step):
+    """Runs once per item: ``config["item"] + 1``."""
+
+    events = ("done",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        return Ok("done", {"value": config["item"] + 1})
+
+
+class MapGather(Step):
+    """The join after the map: the sum of every item's value."""
+
+    events = ("summed",)
+    mapped: ClassVar[str] = MapItem.step_key
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        items = context.steps[self.mapped]["items"]
+        return Ok("summed", {"total": sum(item["value"] for item in items)})
+
+
+def _planned_items(context: Context) -> Any:
+    return context.steps[MapPlan.step_key]["items"]
+
+
+class MapFlow(Workflow):
+    """A plan, one ``MapItem`` per planned item, a join that sums them."""
+
+    start = MapPlan
+    transitions = {  # noqa: RUF012 - read by Workflow
+        MapPlan: {"planned": Map(MapItem, items=_planned_items)},
+        MapItem: {"done": MapGather},
+        MapGather: {"summed": Done},
+    }
+
+
+class GatedMapItem(MapItem):
+    """``MapItem`` that first waits at the current ``Gate`` until every item is in flight."""
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        await Gate.current().wait()
+        return await super().execute(instance, config, context)
+
+
+class GatedMapGather(MapGather):
+    """``MapGather`` reading the gated items."""
+
+    mapped = GatedMapItem.step_key
+
+
+class GatedMapFlow(Workflow):
+    """``MapFlow`` whose items wait at the gate."""
+
+    start = MapPlan
+    transitions = {  # noqa: RUF012 - read by Workflow
+        MapPlan: {"planned": Map(GatedMapItem, items=_planned_items)},
+        GatedMapItem: {"done": GatedMapGather},
+        GatedMapGather: {"summed": Done},
+    }
+
+
 # ---------------------------------------------------------------- the session
 
 
@@ -222,6 +302,14 @@ class _Hephaestus:
         await self.runner.resume(instance_id, "received")
         instance = await self.runner.wait(instance_id)
         return int(instance.context.steps["a2"]["count"])
+
+    async def map1000(self, count: int, gate: Gate | None = None) -> int:
+        if gate is None:
+            instance = await self.runner.run(MapFlow, {"n": count})
+            return int(instance.context.steps[MapGather.step_key]["total"])
+        with gate.installed():
+            instance = await self.runner.run(GatedMapFlow, {"n": count})
+        return int(instance.context.steps[GatedMapGather.step_key]["total"])
 
 
 @contextmanager

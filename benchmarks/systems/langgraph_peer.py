@@ -7,6 +7,16 @@ checkpointer, LangGraph's fastest path. The async workflow needs one to
 park: it is compiled with an ``InMemorySaver``, a fresh one per session;
 the ``hold`` node calls ``interrupt()`` and ``Command(resume=...)`` resumes
 the thread.
+
+``map1000``: a ``plan`` node lists ``range(n)``; a conditional edge returns
+one ``Send("item", {"item": ..., "index": ...})`` per item, so the ``item``
+node runs once per item, all in one superstep; each returns ``{"values":
+[item + 1]}``, gathered by the ``operator.add`` reducer of ``values``; the
+``gather`` node runs once after the superstep and sums them. Like
+``linear10`` and ``fanout8`` (it runs to its end, nothing parks), it is
+compiled once without a checkpointer, LangGraph's fastest path. The gated
+graph (the memory figure) differs only in its ``item`` node, which first
+waits at the gate the session installs (``Gate.current()``).
 """
 
 from __future__ import annotations
@@ -20,7 +30,9 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, interrupt
+from langgraph.types import Command, Send, interrupt
+
+from benchmarks.systems import Gate
 
 
 class State(TypedDict):
@@ -78,9 +90,68 @@ def _parking() -> StateGraph[Any]:
     return builder
 
 
+class MapState(TypedDict, total=False):
+    """The map's state: the item count, the planned items, the gathered values, the sum."""
+
+    n: int
+    items: list[int]
+    values: Annotated[list[int], operator.add]
+    total: int
+
+
+class ItemInput(TypedDict):
+    """What each ``Send`` gives the ``item`` node."""
+
+    item: int
+    index: int
+
+
+async def plan(state: MapState) -> dict[str, list[int]]:
+    """The map's first step: the items."""
+    return {"items": list(range(state["n"]))}
+
+
+def fan_out(state: MapState) -> list[Send]:
+    """One ``Send`` to ``item`` per planned item."""
+    return [
+        Send("item", {"item": item, "index": index}) for index, item in enumerate(state["items"])
+    ]
+
+
+async def item_step(state: ItemInput) -> dict[str, list[int]]:
+    """The map's step, once per item."""
+    return {"values": [state["item"] + 1]}
+
+
+async def gated_item_step(state: ItemInput) -> dict[str, list[int]]:
+    """``item_step`` after waiting at the current ``Gate``."""
+    await Gate.current().wait()
+    return await item_step(state)
+
+
+async def gather(state: MapState) -> dict[str, int]:
+    """The join after the map: the sum of the gathered values."""
+    return {"total": sum(state["values"])}
+
+
+def _map(item: Any) -> Any:
+    builder = StateGraph(MapState)
+    builder.add_node("plan", plan)
+    builder.add_node("item", item)
+    builder.add_node("gather", gather)
+    builder.add_edge(START, "plan")
+    builder.add_conditional_edges("plan", fan_out, ["item"])
+    builder.add_edge("item", "gather")
+    builder.add_edge("gather", END)
+    # No checkpointer, as for linear10 and fanout8: the map runs to its end.
+    return builder.compile()
+
+
 LINEAR = _linear()
 FANOUT = _fanout()
 PARKING = _parking()
+MAP = _map(item_step)
+GATED_MAP = _map(gated_item_step)
 
 
 class _LangGraph:
@@ -103,6 +174,12 @@ class _LangGraph:
     async def resume(self, config: dict[str, Any]) -> int:
         result = await self.parking.ainvoke(Command(resume="received"), config)
         return int(result["count"])
+
+    async def map1000(self, count: int, gate: Gate | None = None) -> int:
+        if gate is None:
+            return int((await MAP.ainvoke({"n": count}))["total"])
+        with gate.installed():
+            return int((await GATED_MAP.ainvoke({"n": count}))["total"])
 
 
 @asynccontextmanager
