@@ -13,16 +13,15 @@ Every change of an instance is stored before it is applied in memory
 instance in memory, which is always the stored one, written, and only then
 made the instance in memory and announced by telemetry. Changes of one
 instance never overlap: the driver (between executions), resumes, timers
-and cancels take turns at its gate. Results are folded one at a time, in the order they
-arrive. A write that fails is retried when the storage says it may pass
-later; a write the storage refuses fails the instance from its last stored
-state, blaming the step whose result it was.
+and cancels take turns at its gate, so results are folded one at a time, in
+the order they arrive. A write that fails is retried when the storage says
+it may pass later; a write the storage refuses fails the instance from its
+last stored state, blaming the step whose result it was.
 
 The runner's own background work (the timer task) lives in an anyio task
-group. Drivers and the steps of a batch are plain asyncio tasks that the
-runner owns, cancels and awaits: creating one costs about a sixth of an anyio
-``start_soon`` plus a cancel scope, and they are created per instance and per
-branch.
+group. Branches are plain asyncio tasks that the runner owns, cancels and
+awaits: creating one costs about a sixth of an anyio ``start_soon`` plus a
+cancel scope, and one is created per instance and per extra branch or item.
 """
 
 from __future__ import annotations
@@ -107,8 +106,8 @@ class _Run:
     ``instance`` is the stored instance (see the module's docstring);
     ``locked`` says whether a change holds the instance's gate, and
     ``waiters`` are the futures of those waiting for it, first come first
-    served (made only when one waits). ``tasks``
-    are its branches; ``fans`` the runner's side of its active maps.
+    served (made only when one waits). ``tasks`` are its branches; ``fans``
+    the runner's side of its active maps.
     """
 
     __slots__ = (
@@ -279,12 +278,9 @@ class LocalRunner:
 
     def _check_running(self) -> None:
         if self._tg is None or self._stopping:
-            raise self._stopped()
-
-    def _stopped(self) -> RunnerStopped:
-        return RunnerStopped(
-            f"{self!r} is not running: use it inside `async with LocalRunner() as runner`"
-        )
+            raise RunnerStopped(
+                f"{self!r} is not running: use it inside `async with LocalRunner() as runner`"
+            )
 
     # ------------------------------------------------------------------ public API
 
@@ -303,8 +299,7 @@ class LocalRunner:
         cannot keep the context. A start cancelled by its caller leaves
         nothing behind: a write already on its way is deleted again.
         """
-        if self._tg is None or self._stopping:  # (inline: start and wait are hot)
-            raise self._stopped()
+        self._check_running()
         concrete, iid, initial, metadata = check_start(
             workflow, context, id, version, telemetry_metadata
         )
@@ -374,8 +369,7 @@ class LocalRunner:
 
         The instance returned is stored as it is: ended in the storage too.
         """
-        if self._tg is None or self._stopping:  # (inline: start and wait are hot)
-            raise self._stopped()
+        self._check_running()
         run = self._runs.get(check_id(instance_id))
         if run is None:
             return await self.get(instance_id)
