@@ -91,14 +91,18 @@ class NotWaiting(HephaestusError, ValueError):
 class UndeclaredEvent(HephaestusError, ValueError):
     """An event the step does not declare (in a result or a resume)."""
 
-    def __init__(self, step: str, event: object, declared: Sequence[str]) -> None:
+    def __init__(
+        self, step: str, event: object, declared: Sequence[str], *, workflow: bool = False
+    ) -> None:
         self.step = step
         self.event = event
         self.declared = tuple(declared)
-        super().__init__(
-            f"step {step} does not declare event {event!r}; "
-            f"it declares {', '.join(repr(e) for e in self.declared) or 'nothing'}"
-        )
+        shown = ", ".join(repr(e) for e in self.declared) or "nothing"
+        if workflow:  # a message: ``step`` names the workflow, none of whose steps declares it
+            message = f"no step of workflow {step} declares event {event!r}; they declare {shown}"
+        else:
+            message = f"step {step} does not declare event {event!r}; it declares {shown}"
+        super().__init__(message)
 
 
 class AmbiguousResume(HephaestusError, ValueError):

@@ -23,6 +23,7 @@ from hephaestus import (
     Wait,
     WaitForEvent,
     Workflow,
+    WorkflowDefinitionError,
 )
 
 
@@ -55,7 +56,7 @@ class TestKeysAndEvents:
         [
             (Done, "done", ("done",)),
             (Wait, "wait", ("timeout",)),
-            (WaitForEvent, "wait_for_event", ("received", "timeout")),
+            (WaitForEvent, "wait_for_event", ("received",)),
             (Debug, "debug", ("completed",)),
         ],
     )
@@ -207,6 +208,37 @@ class TestWaitForEvent:
         """A key WaitForEvent does not know (a typo) is refused, naming it."""
         with pytest.raises(ValueError, match=r"^WaitForEvent config has unknown key 'timout'"):
             WaitForEvent.check_config({"timout": 5})
+
+    def test_configured_events(self) -> None:
+        """The events it accepts come from its config; a timeout adds "timeout"."""
+        config = {"events": ("approved", "rejected"), "timeout": 172800}
+        assert ("approved", "rejected", "timeout") == WaitForEvent.declared_events(config)
+        assert ("approved", "rejected") == WaitForEvent.declared_events(
+            {"events": ["approved", "rejected"]}
+        )
+
+    @pytest.mark.parametrize("events", ["approved", (), [""], [1], {"a": 1}])
+    def test_bad_events(self, events: Any) -> None:
+        """Events that are not a non-empty list of names are refused, naming them."""
+        with pytest.raises(ValueError, match=r"^WaitForEvent events must be a non-empty list"):
+            WaitForEvent.check_config({"events": events})
+
+    def test_a_definition_from_its_events_is_accepted(self) -> None:
+        """{e: Next for e in WaitForEvent.events} is a valid definition (no hidden "timeout")."""
+
+        class Approval(Workflow):
+            start = WaitForEvent
+            transitions = {WaitForEvent: dict.fromkeys(WaitForEvent.events, Done)}
+
+        assert ("received",) == Approval.definition.events[WaitForEvent]
+
+    def test_a_configured_definition_asks_for_every_event(self) -> None:
+        """Configured with events and a timeout, each needs a transition."""
+        with pytest.raises(WorkflowDefinitionError, match="'timeout' declared by WaitForEvent"):
+
+            class Approval(Workflow):
+                start = (WaitForEvent, {"events": ("approved", "rejected"), "timeout": 60})
+                transitions = {WaitForEvent: {"approved": Done, "rejected": Done}}
 
     @pytest.mark.parametrize("timeout", [-1, "5", True, float("nan"), float("inf"), 1e300])
     def test_bad_timeout(self, timeout: Any) -> None:

@@ -46,7 +46,7 @@ from hephaestus.exceptions import (
     UndeclaredEvent,
 )
 
-from .instance import Context, ExecutionEntry, Failure, Instance, MapState, Status, Timer
+from .instance import Context, ExecutionEntry, Failure, Instance, MapState, Message, Status, Timer
 from .step import Async, Error, Ok, Result, Step
 from .workflow import Definition, Edge, Map
 
@@ -63,6 +63,7 @@ __all__ = [
     "fail_step",
     "resume_step",
     "schedule_timer",
+    "send",
 ]
 
 _StepT = type[Step]
@@ -156,6 +157,7 @@ def advance(instance: Instance) -> Instance:
             instance.pending_joins,
             instance.error,
             instance.maps,
+            instance.messages,
         )
     if status is _RUNNING and not instance.active_steps:
         return check_completion(instance)
@@ -358,6 +360,7 @@ def _fold_ok(
             joins,
             instance.error,
             instance.maps,
+            instance.messages,
         ),
         targets,
         activated,
@@ -611,7 +614,7 @@ def apply_result(instance: Instance, step: _StepT, result: Result, *, now: int) 
             instance.timers,
         )
     if kind is Async:
-        return Applied(_park(instance, step, now), (), ())
+        return _parked(instance, step, now)
     if kind is Error:
         error: Error = result  # type: ignore[assignment]
         return Applied(fail_step(instance, step, "error", error.reason), (), ())
@@ -650,10 +653,19 @@ def _park(instance: Instance, step: _StepT, now: int) -> Instance:
     return _build(Instance, state)
 
 
-def resume_step(instance: Instance, step: _StepT, event: str, *, now: int) -> Applied:
+def resume_step(
+    instance: Instance,
+    step: _StepT,
+    event: str,
+    *,
+    now: int,
+    data: Mapping[str, Any] | None = None,
+) -> Applied:
     """A waiting ``step`` completes with ``event``; its transitions activate.
 
-    Raises :class:`NotWaiting` if the step does not wait, :class:`UndeclaredEvent`
+    ``data`` becomes the step's output, where its own ``Ok(event, data)``
+    would have put it: ``context.steps[step.step_key]``. Raises
+    :class:`NotWaiting` if the step does not wait, :class:`UndeclaredEvent`
     if it does not declare ``event``; the instance is then unchanged.
     """
     if step not in instance.waiting_steps or instance.terminal:
@@ -668,7 +680,55 @@ def resume_step(instance: Instance, step: _StepT, event: str, *, now: int) -> Ap
     timers = instance.timers
     if step in timers:
         timers = {s: t for s, t in timers.items() if s is not step}
-    return _fold_ok(instance, step, event, None, None, now, waiting, timers)
+    return _fold_ok(instance, step, event, data, None, now, waiting, timers)
+
+
+def send(
+    instance: Instance, event: str, data: Mapping[str, Any] | None = None, *, now: int
+) -> tuple[Applied, _StepT | None]:
+    """A message: taken at once by a step waiting for ``event``, else kept until one parks.
+
+    Returns the instance after it (``Applied``) and the step that took it
+    (None: kept in ``instance.messages``, in arrival order). Of several
+    steps waiting for the event, the first in definition order takes it.
+    Raises :class:`NotWaiting` for an ended instance and
+    :class:`UndeclaredEvent` when no step of the workflow declares
+    ``event``; the instance is then unchanged.
+    """
+    if instance.terminal:
+        raise NotWaiting(
+            f"instance {instance.id!r} has ended ({instance.status}): "
+            f"no step would ever take a message"
+        )
+    d = instance.workflow.definition
+    if not any(event in events for events in d.events.values()):
+        every = dict.fromkeys(e for events in d.events.values() for e in events)
+        raise UndeclaredEvent(instance.workflow.__qualname__, event, tuple(every), workflow=True)
+    message = Message(event, data, now)
+    queued = attrs.evolve(instance, messages=(*instance.messages, message))
+    for step in sorted(instance.waiting_steps, key=d.order.__getitem__):
+        if event in step.declared_events(instance.step_configs.get(step)):
+            return _take(queued, step, message, now), step
+    return Applied(queued, (), ()), None
+
+
+def _parked(instance: Instance, step: _StepT, now: int) -> Applied:
+    """``step`` parks; it takes at once the first message kept for one of its events."""
+    parked = _park(instance, step, now)
+    if parked.messages:
+        declared = step.declared_events(parked.step_configs.get(step))
+        for message in parked.messages:
+            if message.event in declared:
+                return _take(parked, step, message, now)
+    return Applied(parked, (), ())
+
+
+def _take(instance: Instance, step: _StepT, message: Message, now: int) -> Applied:
+    """The waiting ``step`` takes ``message``: it resumes with its event and data."""
+    rest = tuple(m for m in instance.messages if m is not message)
+    return resume_step(
+        attrs.evolve(instance, messages=rest), step, message.event, now=now, data=message.data
+    )
 
 
 def complete_step(

@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from .step import Step
     from .workflow import Workflow
 
-__all__ = ["Context", "ExecutionEntry", "Failure", "Instance", "MapState", "Status", "Timer"]
+__all__ = [
+    "Context",
+    "ExecutionEntry",
+    "Failure",
+    "Instance",
+    "MapState",
+    "Message",
+    "Status",
+    "Timer",
+]
 
 
 class Status(enum.StrEnum):
@@ -76,6 +85,19 @@ class Timer:
 
 
 @attrs.frozen
+class Message:
+    """An event sent to an instance, kept until a step that waits for it takes it.
+
+    ``data`` becomes the receiving step's output in the context; ``sent_at``
+    is wall-clock ns.
+    """
+
+    event: str
+    data: Mapping[str, Any] | None = None
+    sent_at: int = 0
+
+
+@attrs.frozen
 class Failure:
     """Why an instance failed: the step, the kind (error, exception, timeout) and the reason.
 
@@ -126,7 +148,9 @@ class Instance:
     each join step some but not all of whose predecessors have finished,
     ``(arrived, live)``: how many predecessors are done and whether any of
     them took an edge to it. ``timers`` are the parked steps' self-resumes.
-    ``maps`` holds the progress of each active mapped step.
+    ``maps`` holds the progress of each active mapped step; ``messages`` the
+    messages sent to the instance that no step has taken yet, in arrival
+    order.
     ``started_at`` is wall-clock ns; ``started_monotonic`` is
     ``time.monotonic_ns()`` in the process that started the run, or None
     after a restart (durations then come from the wall clock).
@@ -151,6 +175,7 @@ class Instance:
     pending_joins: Mapping[type[Step], tuple[int, bool]] = attrs.field(factory=dict)
     error: Failure | None = None
     maps: Mapping[type[Step], MapState] = attrs.field(factory=dict)
+    messages: tuple[Message, ...] = ()
 
     @property
     def terminal(self) -> bool:

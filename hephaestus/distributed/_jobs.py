@@ -233,7 +233,9 @@ class Jobs:
             if kind == "async" and step in instance.active_steps:
                 return engine.apply_result(instance, step, Async(), now=now).instance, failure
             if kind == "resumed" and step in instance.waiting_steps:
-                applied = engine.resume_step(instance, step, row["event"], now=now)
+                applied = engine.resume_step(
+                    instance, step, row["event"], now=now, data=row["updates"]
+                )
                 notes.append((applied.instance, step, row["event"], applied.activated))
                 return applied.instance, failure
             if kind == "failed" and step in instance.active_steps:

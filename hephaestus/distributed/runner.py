@@ -35,7 +35,13 @@ from hephaestus.exceptions import (
 from hephaestus.runtime.ids import check_id
 from hephaestus.runtime.inputs import check_start
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.waiting import check_delay, check_event, check_step, waiting_step
+from hephaestus.runtime.waiting import (
+    check_data,
+    check_delay,
+    check_event,
+    check_step,
+    waiting_step,
+)
 
 __all__ = ["DistributedRunner"]
 
@@ -192,13 +198,25 @@ class DistributedRunner:
                 delay = min(delay * 2, self.poll_interval)
 
     async def resume(
-        self, instance_id: str, event: str, *, step: type[Step] | str | None = None
+        self,
+        instance_id: str,
+        event: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        step: type[Step] | str | None = None,
     ) -> None:
-        """Record a resume for a waiting step and defer the advance that applies it."""
+        """Record a resume for a waiting step and defer the advance that applies it.
+
+        ``data`` becomes the step's output in the context; data JSON cannot
+        hold is refused (``NotSerializable``) before anything is written.
+        """
         jobs = self._ready
         check_id(instance_id)
         check_event(event)
         check_step(step)
+        sent = check_data(data)
+        if sent is not None:
+            codec.encode_value(sent, "the data of the resume")
         backend = jobs.backend
         async with backend.pool.connection() as conn, conn.transaction():
             instance, target, parked = await self._waiting(conn, instance_id, step)
@@ -207,7 +225,7 @@ class DistributedRunner:
                 raise UndeclaredEvent(target.__qualname__, event, declared)
             if not await backend.record(
                 conn, instance_id, codec.import_path(target), "resumed", event=event,
-                source="external",
+                updates=sent, source="external",
             ):  # fmt: skip
                 raise NotWaiting(
                     f"instance {instance_id!r}: step {target.__qualname__} was resumed already"
@@ -223,6 +241,15 @@ class DistributedRunner:
                 "wait_duration": max(int((time.time() - parked) * 1e9), 0),
                 "runner": type(self),
             },
+        )
+
+    async def send(
+        self, instance_id: str, event: str, data: Mapping[str, Any] | None = None
+    ) -> None:
+        """Messages are not delivered by the distributed runner yet: refused, nothing written."""
+        raise NotImplementedError(
+            "the DistributedRunner does not take messages yet (the LocalRunner does); "
+            "use resume() once the step waits"
         )
 
     async def schedule_resume(self, instance_id: str, step: type[Step] | str, delay: float) -> None:

@@ -64,7 +64,13 @@ from hephaestus.runtime.inputs import check_start
 from hephaestus.runtime.storage.base import Storage
 from hephaestus.runtime.storage.memory import MemoryStorage
 from hephaestus.runtime.timers import Handle, TimerQueue
-from hephaestus.runtime.waiting import check_delay, check_event, check_step, waiting_step
+from hephaestus.runtime.waiting import (
+    check_data,
+    check_delay,
+    check_event,
+    check_step,
+    waiting_step,
+)
 from hephaestus.telemetry import _registry, names
 
 __all__ = ["LocalRunner"]
@@ -404,27 +410,68 @@ class LocalRunner:
         return await self.storage.query(**filters)
 
     async def resume(
-        self, instance_id: str, event: str, *, step: type[Step] | str | None = None
+        self,
+        instance_id: str,
+        event: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        step: type[Step] | str | None = None,
     ) -> None:
         """Give a waiting step its event; refused with no change when it cannot apply.
 
-        The resume is stored before it takes effect: a failed write raises
-        ``StorageError`` and changes nothing (try again). A resume cancelled
-        by its caller has no effect either.
+        ``data`` becomes the step's output in the context, where its own
+        ``Ok(event, data)`` would have put it. The resume is stored before it
+        takes effect: a failed write raises ``StorageError``, and data the
+        storage cannot keep raises ``NotSerializable``; nothing changes then.
+        A resume cancelled by its caller has no effect either.
         """
         self._check_running()
         check_event(event)
         check_step(step)
+        sent = check_data(data)
         run = await self._active(instance_id)
 
         def resumed(instance: Instance) -> tuple[Instance, Callable[[], None]]:
             target = waiting_step(instance, instance.waiting_steps, step)
-            applied = engine.resume_step(instance, target, event, now=time.time_ns())
+            applied = engine.resume_step(instance, target, event, now=time.time_ns(), data=sent)
             return applied.instance, lambda: self._resumed(
                 run, instance, target, event, applied, "external"
             )
 
         await self._change(run, resumed)
+
+    async def send(
+        self, instance_id: str, event: str, data: Mapping[str, Any] | None = None
+    ) -> None:
+        """Send the instance a message, whatever it is doing now.
+
+        A step waiting for ``event`` takes it at once (as a resume would,
+        ``data`` included); otherwise it is kept with the instance, durably,
+        and the first step that parks waiting for ``event`` takes it, in the
+        order messages arrived, each once. Refused, with nothing changed,
+        when the instance has ended (``NotWaiting``) or no step of its
+        workflow declares ``event`` (``UndeclaredEvent``).
+        """
+        self._check_running()
+        check_event(event)
+        sent = check_data(data)
+        run = self._runs.get(check_id(instance_id))
+        if run is None:
+            stored = await self.storage.get(instance_id)
+            if stored is None:
+                raise InstanceNotFound(instance_id)
+            engine.send(stored, event, sent, now=time.time_ns())  # raises: it has ended
+            raise NotWaiting(f"instance {instance_id!r} is not driven by {self!r}")
+
+        def delivered(instance: Instance) -> tuple[Instance, Callable[[], None]]:
+            applied, taker = engine.send(instance, event, sent, now=time.time_ns())
+            if taker is None:
+                return applied.instance, _nothing  # kept until a step parks for it
+            return applied.instance, lambda: self._resumed(
+                run, instance, taker, event, applied, "message"
+            )
+
+        await self._change(run, delivered)
 
     async def schedule_resume(self, instance_id: str, step: type[Step] | str, delay: float) -> None:
         """The waiting ``step`` resumes itself with ``"timeout"`` after ``delay`` seconds."""
@@ -1093,7 +1140,11 @@ class LocalRunner:
         if kind is Ok:
             run.completed_since += 1
             return instance, (_STOP, step, item, instance, (result, duration, applied.activated))
-        return instance, (_ASYNC, step, item, instance, duration)
+        if step in instance.waiting_steps or instance.terminal:
+            return instance, (_ASYNC, step, item, instance, duration)
+        # It parked and took a message kept for it at once: it is resumed already.
+        run.completed_since += 1
+        return instance, (_TAKEN, step, item, instance, (duration, applied.activated))
 
     @staticmethod
     def _failed(
@@ -1120,6 +1171,27 @@ class LocalRunner:
                 emit.step_stop(instance, step, duration, extra)
             if _transition_slot[0]:
                 emit.workflow_transition(instance, step, result.event, list(activated), {})
+            return activated  # type: ignore[no-any-return]
+        if kind is _TAKEN:
+            duration, activated = details
+            event = instance.execution_history[-1].event  # the resume's entry
+            emit.step_async(
+                instance,
+                step,
+                duration,
+                {"step_key": step.step_key, "instance_status": Status.WAITING},
+            )
+            emit.step_resume(
+                instance,
+                step,
+                {
+                    "step_key": step.step_key,
+                    "resume_event": event,
+                    "source": "message",
+                    "wait_duration": 0,
+                },
+            )
+            emit.workflow_transition(instance, step, event, list(activated), {})
             return activated  # type: ignore[no-any-return]
         if kind is _ASYNC:
             if run.parked_at is None:
@@ -1176,6 +1248,7 @@ class _StepTimeout(Exception):
 _STOP: Final = "stop"
 _ASYNC: Final = "async"
 _EXCEPTION: Final = "exception"
+_TAKEN: Final = "taken"  # parked, and took a message at once
 
 _T = TypeVar("_T")
 

@@ -34,12 +34,29 @@ class Runner(Protocol):
         ...
 
     async def resume(
-        self, instance_id: str, event: str, *, step: type[Step] | str | None = None
+        self,
+        instance_id: str,
+        event: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        step: type[Step] | str | None = None,
     ) -> None:
-        """Give a waiting step its event. ``step`` is needed only when several steps wait.
+        """Give a waiting step its event; ``data`` becomes its output in the context.
 
-        Raises ``InstanceNotFound``, ``NotWaiting``, ``UndeclaredEvent`` or
-        ``AmbiguousResume``, and then changes nothing.
+        ``step`` is needed only when several steps wait. Raises
+        ``InstanceNotFound``, ``NotWaiting``, ``UndeclaredEvent``,
+        ``AmbiguousResume`` or ``NotSerializable``, and then changes nothing.
+        """
+        ...
+
+    async def send(
+        self, instance_id: str, event: str, data: Mapping[str, Any] | None = None
+    ) -> None:
+        """Send a message: taken by a step waiting for ``event`` now, or by the next that parks.
+
+        Raises ``InstanceNotFound``, ``NotWaiting`` (the instance has ended)
+        or ``UndeclaredEvent`` (no step of its workflow declares ``event``),
+        and then changes nothing.
         """
         ...
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from hephaestus._show import shown
 from hephaestus.core.durations import seconds
@@ -10,12 +11,29 @@ from hephaestus.core.instance import Instance
 from hephaestus.core.step import Step
 from hephaestus.exceptions import AmbiguousResume, NotWaiting
 
-__all__ = ["check_delay", "check_event", "check_step", "waiting_step"]
+__all__ = ["check_data", "check_delay", "check_event", "check_step", "waiting_step"]
 
 
 def check_delay(delay: object) -> float:
     """``delay`` as seconds; ``ValueError`` unless it is a finite number from 0 to 100 years."""
     return seconds(delay, "delay")
+
+
+def check_data(data: object) -> dict[str, Any] | None:
+    """A copy of the data sent with an event: a dict with string keys, or None.
+
+    Whether a durable storage can keep it is checked when it is stored.
+    """
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise TypeError(f"the data sent with an event must be a dict or None, got: {shown(data)}")
+    for key in data:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"the keys of the data sent with an event must be strings, got: {shown(key)}"
+            )
+    return dict(data)
 
 
 def check_event(event: object) -> str:

@@ -80,32 +80,54 @@ class Wait(Step):
 
 
 class WaitForEvent(Step):
-    """Parks the instance until a resume gives ``"received"``.
+    """Parks the instance until a resume (or a message) gives one of its events.
 
-    With ``{"timeout": seconds}`` it also declares ``"timeout"``, and resumes
-    itself with it when nothing arrived in time.
+    Config (optional): ``{"events": ("approved", "rejected"), "timeout":
+    172800}``. ``events`` are the events it accepts (default:
+    ``("received",)``); with a ``timeout`` (seconds) it also declares
+    ``"timeout"``, and resumes itself with it when nothing arrived in time.
+    Its declared events follow its config, so the definition checks ask
+    for a transition on each of them.
     """
 
-    events = ("received", "timeout")
+    events = ("received",)
 
     def execute(self, instance: Instance, config: Config, context: Context) -> Async:
         return Async()
 
     @classmethod
+    def accepted(cls, config: Config) -> tuple[str, ...]:
+        """The events it accepts from outside under ``config``."""
+        if not config or config.get("events") is None:
+            return cls.events
+        events = config["events"]
+        if (
+            isinstance(events, str)
+            or not isinstance(events, tuple | list)
+            or not events
+            or not all(isinstance(e, str) and e for e in events)
+        ):
+            raise ValueError(
+                f"WaitForEvent events must be a non-empty list of event names, got: {shown(events)}"
+            )
+        return tuple(dict.fromkeys(events))
+
+    @classmethod
     def declared_events(cls, config: Config) -> tuple[str, ...]:
-        if config and config.get("timeout") is not None:
-            return ("received", "timeout")
-        return ("received",)
+        accepted = cls.accepted(config)
+        if cls.timer(config) is not None and "timeout" not in accepted:
+            return (*accepted, "timeout")
+        return accepted
 
     @classmethod
     def check_config(cls, config: Config) -> None:
-        cls.timer(config)
+        cls.declared_events(config)
 
     @classmethod
     def timer(cls, config: Config) -> float | None:
         if not config:
             return None
-        _only(config, ("timeout",), "WaitForEvent")
+        _only(config, ("events", "timeout"), "WaitForEvent")
         if config.get("timeout") is None:
             return None
         return seconds(config["timeout"], "WaitForEvent timeout")

@@ -181,7 +181,8 @@ def mapping(id: str = "fetch-1", started_at: int = T0) -> Instance:
     planned = fold(running, Plan, Ok("planned", {"urls": ["a", "bb", "ccc"]}), t + 1)
     one = engine.apply_item_result(planned, FetchOne, 2, Ok("fetched", {"size": 3}), now=t + 2)
     two = engine.apply_item_result(one.instance, FetchOne, 0, Ok("missing"), now=t + 3)
-    return two.instance
+    kept, _ = engine.send(two.instance, "summarized", {"by": "ops"}, now=t + 4)
+    return kept.instance
 
 
 def new(

@@ -40,6 +40,7 @@ FIELD_STAGES = {
     "pending_joins": "joining",
     "error": "refused",
     "maps": "mapping",
+    "messages": "mapping",
 }
 
 

@@ -24,6 +24,7 @@ from hephaestus.core.instance import (
     Failure,
     Instance,
     MapState,
+    Message,
     Status,
     Timer,
 )
@@ -45,8 +46,8 @@ __all__ = [
 FORMAT = 2
 """The version of the encoded form, stored with it as ``"format"``.
 
-2 added maps (``"maps"``, an item index in history entries and failures);
-format 1 is read as having none.
+2 added maps (``"maps"``, an item index in history entries and failures)
+and messages (``"messages"``); format 1 is read as having none.
 """
 
 _cache: dict[str, Any] = {}
@@ -255,6 +256,10 @@ def encode(instance: Instance) -> dict[str, Any]:
             }
             for s, m in instance.maps.items()
         },
+        "messages": [
+            [m.event, _check(m.data, f"the data of the message {m.event!r}"), m.sent_at]
+            for m in instance.messages
+        ],
     }
 
 
@@ -309,6 +314,9 @@ def decode(data: Mapping[str, Any]) -> Instance:
                 step(p): MapState(tuple(m["items"]), int(m["done"], 16))
                 for p, m in data.get("maps", {}).items()
             },
+            messages=tuple(
+                Message(event, sent, at) for event, sent, at in data.get("messages", [])
+            ),
         )
     except Exception as exc:  # whatever a damaged row holds, it fails this load alone
         instance_id = data.get("id") if isinstance(data, Mapping) else None
