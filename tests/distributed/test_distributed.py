@@ -210,6 +210,30 @@ class TestResume:
             ("Hold", "resumed", "ok", "external", True),
         ] == [row for row in await db.results(iid) if row[0] == "Hold"]
 
+    async def test_data_with_a_resume_lands_in_the_context(self, runner: DistributedRunner) -> None:
+        """The resumed step's output is the data sent with the resume."""
+        iid = await runner.start(flows.Parks, {}, id="parks-data")
+        await parked(runner, iid, flows.Hold)
+        await runner.resume(iid, "ok", {"by": "ada"})
+        instance = await runner.wait(iid, timeout=GUARD)
+        assert {"by": "ada"} == instance.context.steps["hold"]
+
+    async def test_unstorable_data_is_refused(
+        self, runner: DistributedRunner, db: Database
+    ) -> None:
+        """Data JSON cannot hold is refused before anything is written."""
+        iid = await runner.start(flows.Parks, {}, id="parks-bad")
+        await parked(runner, iid, flows.Hold)
+        with pytest.raises(NotSerializable, match="when"):
+            await runner.resume(iid, "ok", {"when": object()})
+        assert [] == [row for row in await db.results(iid) if row[1] == "resumed"]
+        await runner.cancel(iid)
+
+    async def test_messages_are_not_taken_yet(self, runner: DistributedRunner) -> None:
+        """send() is refused on the distributed runner, for now."""
+        with pytest.raises(NotImplementedError, match="does not take messages yet"):
+            await runner.send("anything", "ok")
+
     async def test_a_resume_before_the_park_is_applied(
         self, runner: DistributedRunner, db: Database
     ) -> None:

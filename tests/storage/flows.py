@@ -22,6 +22,7 @@ from hephaestus import (
     Status,
     Step,
     Wait,
+    WaitForEvent,
     Workflow,
 )
 from hephaestus.core import engine
@@ -170,6 +171,32 @@ class BadItemsFlow(Workflow):
         Plan: {"planned": Map(FetchOne, items=lambda ctx: [{1, 2}], empty="fetched")},
         FetchOne: {"fetched": Summarize, "missing": Summarize},
         Summarize: {"summarized": Done},
+    }
+
+
+GATES: dict[str, Any] = {}
+"""Per instance id, an event its ``Hold`` step waits for (none: it passes at once)."""
+
+
+class Hold(Step):
+    """Waits for the test's gate of its instance, if it set one."""
+
+    events = ("held",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        gate = GATES.get(instance.id)
+        if gate is not None:
+            await gate.wait()
+        return Ok("held")
+
+
+class ApprovalFlow(Workflow):
+    """Hold, then wait for an approval or a rejection, then Done."""
+
+    start = Hold
+    transitions = {
+        Hold: {"held": (WaitForEvent, {"events": ("approved", "rejected")})},
+        WaitForEvent: {"approved": Done, "rejected": Done},
     }
 
 

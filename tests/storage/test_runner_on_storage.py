@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 
 import anyio
 import pytest
+from runtime.conftest import signal, until
 
 from hephaestus import Done, LocalRunner, NotSerializable, Status, Storage, Wait, telemetry
 from hephaestus.testing import capture_events
 
 from .conftest import GUARD
 from .flows import (
+    GATES,
+    ApprovalFlow,
     BadItemsFlow,
     Charge,
     FetchFlow,
@@ -90,6 +93,55 @@ class TestRunnerOnStorage:
         assert [1] == items
         assert Status.COMPLETED == done.status
         assert ["missing", "fetched", "fetched"] == done.context.steps["fetch_one"]["events"]
+
+    async def test_resume_data_survives_a_restart(self, storage: Storage) -> None:
+        """Data given with a resume is stored: a new runner reads it back."""
+        with anyio.fail_after(GUARD):
+            async with LocalRunner(storage) as runner:
+                with signal(telemetry.step_async_event()) as waiting:
+                    await runner.start(ApprovalFlow, {}, id="a-1")
+                    await until(waiting)
+                await runner.resume("a-1", "approved", {"by": "ada"})
+                await runner.wait("a-1")
+            async with LocalRunner(storage) as runner:
+                done = await runner.get("a-1")
+        assert (Status.COMPLETED, {"by": "ada"}) == (
+            done.status,
+            done.context.steps["wait_for_event"],
+        )
+
+    async def test_unstorable_data_changes_nothing(self, storage: Storage) -> None:
+        """Data the storage cannot keep is refused, naming the key; the step still waits."""
+        with anyio.fail_after(GUARD):
+            async with LocalRunner(storage) as runner:
+                with signal(telemetry.step_async_event()) as waiting:
+                    await runner.start(ApprovalFlow, {}, id="a-1")
+                    await until(waiting)
+                with pytest.raises(NotSerializable, match=r"\['wait_for_event'\]\['when'\]"):
+                    await runner.resume("a-1", "approved", {"when": datetime.now(UTC)})
+                assert Status.WAITING == (await storage.get("a-1")).status  # type: ignore[union-attr]
+                await runner.resume("a-1", "rejected")
+                done = await runner.wait("a-1")
+        assert "rejected" == done.execution_history[-2].event
+
+    async def test_a_message_kept_across_a_restart(self, storage: Storage) -> None:
+        """Sent before the step parks, then the runner stops: the next runner delivers it."""
+        GATES["a-1"] = gate = anyio.Event()
+        try:
+            with anyio.fail_after(GUARD):
+                async with LocalRunner(storage) as runner:
+                    await runner.start(ApprovalFlow, {}, id="a-1")
+                    await runner.send("a-1", "rejected", {"why": "late"})
+                kept = await storage.get("a-1")
+                gate.set()
+                async with LocalRunner(storage) as runner:
+                    done = await runner.wait("a-1")
+        finally:
+            del GATES["a-1"]
+        assert kept is not None
+        assert ["rejected"] == [m.event for m in kept.messages]
+        assert (Status.COMPLETED, ()) == (done.status, done.messages)
+        assert {"why": "late"} == done.context.steps["wait_for_event"]
 
     async def test_recovers_a_due_timer(self, storage: Storage) -> None:
         """A runner entering on an instance whose timer is due completes it, not restarts it."""
