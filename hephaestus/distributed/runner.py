@@ -187,7 +187,8 @@ class DistributedRunner:
         storage = self._ready.backend.storage
         check_id(instance_id)
         delay = min(0.005, self.poll_interval)
-        with anyio.fail_after(timeout):
+        instance = None
+        with anyio.move_on_after(timeout):
             while True:
                 instance = await storage.get(instance_id)
                 if instance is None:
@@ -196,6 +197,10 @@ class DistributedRunner:
                     return instance
                 await anyio.sleep(delay)
                 delay = min(delay * 2, self.poll_interval)
+        status = "not read yet" if instance is None else f"still {instance.status}"
+        raise TimeoutError(
+            f"instance {instance_id!r} is {status} after {timeout} s (wait's timeout)"
+        )
 
     async def resume(
         self,

@@ -386,8 +386,13 @@ class LocalRunner:
         if timeout is None:
             await asyncio.shield(done)
         else:
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(timeout) as scope:
                 await asyncio.shield(done)
+            if scope.cancelled_caught and not done.done():
+                raise TimeoutError(
+                    f"instance {instance_id!r} is still {run.instance.status} "
+                    f"after {timeout} s (wait's timeout)"
+                )
         if not run.instance.terminal:
             raise RunnerStopped(
                 f"{self!r} stopped before instance {instance_id!r} ended "
