@@ -19,7 +19,11 @@ def blocks(page: str, holding: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("page", "holding"),
-    [pytest.param("runners.md", "class Digest(Workflow)", id="runners-map")],
+    [
+        pytest.param("runners.md", "class Digest(Workflow)", id="runners-map"),
+        pytest.param("waiting.md", "class Approval(Workflow)", id="waiting-approval"),
+        pytest.param("waiting.md", "class AwaitPayment(Step)", id="waiting-custom"),
+    ],
 )
 def test_example_runs(page: str, holding: str) -> None:
     """The example is a whole program: it runs to its end, its own asserts included."""
