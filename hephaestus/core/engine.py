@@ -7,7 +7,9 @@ nanoseconds). A runner needs nothing else from the core:
 - :func:`apply_result` folds a step's result (``Ok``, ``Async``, ``Error``)
   into the instance with a single construction;
 - :func:`apply_item_result` folds the result of one item of a mapped step;
-- :func:`resume_step` completes a waiting step with the event it was given;
+- :func:`resume_step` completes a waiting step with the event (and data) it
+  was given; :func:`send` gives a message to a step that waits for it, or
+  keeps it for the first one that parks waiting for it;
 - :func:`fail_step`, :func:`cancel`, :func:`schedule_timer` for the rest.
 
 :func:`complete_step`, :func:`activate_transitions` and
