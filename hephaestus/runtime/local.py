@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import inspect
+import itertools
 import os
 import random
 import time
@@ -113,7 +114,7 @@ class _Run:
     ``locked`` says whether a change holds the instance's gate, and
     ``waiters`` are the futures of those waiting for it, first come first
     served (made only when one waits). ``tasks`` are its branches; ``fans``
-    the runner's side of its active maps.
+    the items of its active maps that no branch has started yet.
     """
 
     __slots__ = (
@@ -140,7 +141,7 @@ class _Run:
         # A future of the running loop (cheaper than an event), set once by _finish.
         self.done: asyncio.Future[None] | None = None
         self.tasks: set[asyncio.Task[None]] | None = None
-        self.fans: dict[type[Step], _Fan] | None = None
+        self.fans: dict[type[Step], Iterator[int]] | None = None
         self.stacktrace: list[Any] | None = None  # of the failure, for workflow:exception
         self.sibling_failed = False  # a step failed: the other branches stop
         self.parked_at: dict[type[Step], int] | None = None  # monotonic ns, made when one parks
@@ -900,16 +901,13 @@ class LocalRunner:
                 units.append(step)
                 continue
             todo = (i for i in range(len(state.items)) if not state.done >> i & 1)
-            fan = _Fan(todo)
             if run.fans is None:
                 run.fans = {}
-            run.fans[step] = fan
+            run.fans[step] = todo
             cap = run.instance.workflow.definition.maps[step].max_concurrency
-            for index in todo:
-                units.append((step, index))
-                fan.inflight += 1
-                if cap is not None and fan.inflight >= cap:
-                    break
+            # The first items (all of them without a cap); each branch then goes on
+            # with the next item not started, so at most ``cap`` ever run at once.
+            units.extend((step, index) for index in itertools.islice(todo, cap))
         return units
 
     def _launch(self, run: _Run, units: Sequence[_Unit]) -> _Unit | None:
@@ -926,15 +924,13 @@ class LocalRunner:
         """After a fold: the map's next item (when an item ended), then what it activated."""
         units: builtins.list[_Unit] = []
         if item is not None and run.fans is not None:
-            fan = run.fans.get(step)
-            if fan is not None:
+            todo = run.fans.get(step)
+            if todo is not None:
                 if step not in run.instance.maps:  # its last item: the map is complete
                     del run.fans[step]
                 else:
-                    index = next(fan.todo, None)
-                    if index is None:
-                        fan.inflight -= 1
-                    else:
+                    index = next(todo, None)
+                    if index is not None:  # this branch goes on with the next item
                         units.append((step, index))
         if activated:
             self._advance(run, run.instance)
@@ -957,9 +953,7 @@ class LocalRunner:
         await asyncio.wait(others)
 
     def _cancelled_by_sibling(self, run: _Run, step: type[Step], item: int | None) -> None:
-        extra: dict[str, Any] = {"step_key": step.step_key}
-        if item is not None:
-            extra["item"] = item
+        extra = _about(step, item)
         emit.step_exception(run.instance, step, 0, "cancelled", "another step failed", None, extra)
 
     async def _refused(
@@ -982,10 +976,7 @@ class LocalRunner:
             if before.terminal:
                 return
             if step is not None:
-                extra: dict[str, Any] = {"step_key": step.step_key, "attempt": 1}
-                if item is not None:
-                    extra["item"] = item
-                emit.step_exception(before, step, 0, kind, exc, None, extra)
+                emit.step_exception(before, step, 0, kind, exc, None, _about(step, item, attempt=1))
             culprit = step or before.current_step or before.workflow.definition.start
             failed = engine.fail_step(before, culprit, kind, exc, item=item)
             run.stacktrace = _frames(exc)
@@ -1017,14 +1008,13 @@ class LocalRunner:
             instance = run.instance
             if _start_slot[0]:
                 count = len(instance.active_steps)
-                extra: dict[str, Any] = {
-                    "step_key": step.step_key,
-                    "concurrent": count > 1 or item is not None,
-                    "active_steps_count": count,
-                    "attempt": attempt,
-                }
-                if item is not None:
-                    extra["item"] = item
+                extra = _about(
+                    step,
+                    item,
+                    concurrent=count > 1 or item is not None,
+                    active_steps_count=count,
+                    attempt=attempt,
+                )
                 emit.step_start(instance, step, extra)
             t0 = time.monotonic_ns()
             try:
@@ -1049,9 +1039,7 @@ class LocalRunner:
                         task.uncancel()
                     failure = _Failed("exception", exc, _frames(exc), attempt)
                 else:  # cancel(), the runner stopping
-                    extra = {"step_key": step.step_key, "attempt": attempt}
-                    if item is not None:
-                        extra["item"] = item
+                    extra = _about(step, item, attempt=attempt)
                     emit.step_exception(
                         instance,
                         step,
@@ -1072,9 +1060,7 @@ class LocalRunner:
             if retry is None or attempt >= retry.max_attempts:
                 return failure, duration
             delay = retry.delay(attempt, random.random())
-            extra = {"step_key": step.step_key, "attempt": attempt, "retry_in": delay}
-            if item is not None:
-                extra["item"] = item
+            extra = _about(step, item, attempt=attempt, retry_in=delay)
             emit.step_exception(
                 instance,
                 step,
@@ -1164,15 +1150,14 @@ class LocalRunner:
         if kind is _STOP:
             result, duration, activated = details
             if _stop_slot[0]:
-                extra: dict[str, Any] = {
-                    "step_key": step.step_key,
-                    "event": result.event,
-                    "has_context_updates": result.updates is not None,
-                    "has_metadata_updates": bool(result.metadata),
-                    "transitions_to": list(activated),
-                }
-                if item is not None:
-                    extra["item"] = item
+                extra = _about(
+                    step,
+                    item,
+                    event=result.event,
+                    has_context_updates=result.updates is not None,
+                    has_metadata_updates=bool(result.metadata),
+                    transitions_to=list(activated),
+                )
                 emit.step_stop(instance, step, duration, extra)
             if _transition_slot[0]:
                 emit.workflow_transition(instance, step, result.event, list(activated), {})
@@ -1212,9 +1197,7 @@ class LocalRunner:
             return ()
         failure, duration = details
         run.stacktrace = failure.stacktrace
-        extra = {"step_key": step.step_key, "attempt": failure.attempt}
-        if item is not None:
-            extra["item"] = item
+        extra = _about(step, item, attempt=failure.attempt)
         emit.step_exception(
             instance,
             step,
@@ -1233,16 +1216,6 @@ class LocalRunner:
             return  # already finished (cancelled)
         announce_end(instance, run.advances, run.stacktrace, type(self))
         self._finish(run)
-
-
-class _Fan:
-    """The runner's side of an active map: the items not yet started, and how many run."""
-
-    __slots__ = ("inflight", "todo")
-
-    def __init__(self, todo: Iterator[int]) -> None:
-        self.todo = todo
-        self.inflight = 0
 
 
 class _StepTimeout(Exception):
@@ -1267,6 +1240,14 @@ def _refusal(exc: BaseException) -> str:
 
 def _nothing() -> None:
     return None
+
+
+def _about(step: type[Step], item: int | None, **fields: Any) -> dict[str, Any]:
+    """The metadata of a step event: its key, ``fields``, and its item for a mapped step."""
+    extra = {"step_key": step.step_key, **fields}
+    if item is not None:
+        extra["item"] = item
+    return extra
 
 
 def _set(future: asyncio.Future[None] | None) -> None:
