@@ -43,8 +43,7 @@ def check_start(
     for key in context:  # a plain loop: no generator on the hot path
         if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"the context's keys must be strings, got: {shown(key)}")
-    # A plain tuple: a named tuple's __new__ is a Python call on every start.
-    return (  # type: ignore[return-value]
+    return Start(
         concrete,
         instance_id(concrete, id),
         dict(context),
