@@ -11,18 +11,10 @@ import sys
 
 import anyio
 from crash_flows import CrashFlow, mark_started
+from crashing import recover, storage_of
 
-from hephaestus import LocalRunner, SQLiteStorage, Status
+from hephaestus import LocalRunner
 from hephaestus.runtime.storage.base import Storage
-
-
-def _storage(kind: str, target: str) -> Storage:
-    if kind == "sqlite":
-        return SQLiteStorage(target)
-    from hephaestus.runtime.storage.postgres import PostgresStorage
-
-    dsn, _, schema = target.partition("#")
-    return PostgresStorage(dsn, schema=schema)
 
 
 async def _start(storage: Storage, count: int) -> None:
@@ -33,23 +25,13 @@ async def _start(storage: Storage, count: int) -> None:
         await anyio.sleep_forever()
 
 
-async def _recover(storage: Storage) -> None:
-    active = (Status.PENDING, Status.RUNNING, Status.WAITING)
-    async with LocalRunner(storage) as runner:
-        ids = [instance.id for instance in await storage.query(status_in=active)]
-        print(f"recovering {len(ids)}", flush=True)
-        with anyio.fail_after(60):
-            for instance_id in ids:
-                await runner.wait(instance_id)
-
-
 async def _main(phase: str, kind: str, target: str, count: int) -> None:
-    storage = _storage(kind, target)
+    storage = storage_of(kind, target)
     try:
         if phase == "start":
             await _start(storage, count)
         else:
-            await _recover(storage)
+            await recover(storage)
     finally:
         await storage.aclose()  # type: ignore[attr-defined]
 

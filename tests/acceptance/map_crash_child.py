@@ -13,19 +13,11 @@ from __future__ import annotations
 import sys
 
 import anyio
+from crashing import recover, storage_of
 from map_crash_flows import MapCrashFlow, mark_started
 
-from hephaestus import LocalRunner, SQLiteStorage, Status
+from hephaestus import LocalRunner
 from hephaestus.runtime.storage.base import Storage
-
-
-def _storage(kind: str, target: str) -> Storage:
-    if kind == "sqlite":
-        return SQLiteStorage(target)
-    from hephaestus.runtime.storage.postgres import PostgresStorage
-
-    dsn, _, schema = target.partition("#")
-    return PostgresStorage(dsn, schema=schema)
 
 
 async def _start(storage: Storage, count: int, items: int) -> None:
@@ -36,23 +28,13 @@ async def _start(storage: Storage, count: int, items: int) -> None:
         await anyio.sleep_forever()
 
 
-async def _recover(storage: Storage) -> None:
-    active = (Status.PENDING, Status.RUNNING, Status.WAITING)
-    async with LocalRunner(storage) as runner:
-        ids = [instance.id for instance in await storage.query(status_in=active)]
-        print(f"recovering {len(ids)}", flush=True)
-        with anyio.fail_after(60):
-            for instance_id in ids:
-                await runner.wait(instance_id)
-
-
 async def _main(phase: str, kind: str, target: str, count: int, items: int) -> None:
-    storage = _storage(kind, target)
+    storage = storage_of(kind, target)
     try:
         if phase == "start":
             await _start(storage, count, items)
         else:
-            await _recover(storage)
+            await recover(storage)
     finally:
         await storage.aclose()  # type: ignore[attr-defined]
 

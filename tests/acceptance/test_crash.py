@@ -10,65 +10,39 @@ it was in flight at the kill.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from crash_flows import LOGGED_STEPS, expected
+from crashing import ROOT, child_env, log_lines, postgres_states, sqlite_states, wait_for
 
-HERE = Path(__file__).parent
-ROOT = HERE.parent.parent
 COUNT = 200
-
-
-def _env(log: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["HEPHAESTUS_CRASH_LOG"] = str(log)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _lines(log: Path) -> list[list[str]]:
-    if not log.exists():
-        return []
-    return [line.split() for line in log.read_text().splitlines()]
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll another process's progress (a file) until ``condition`` holds."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _crash_and_recover(
     kind: str, target: str, log: Path, states: Callable[[], list[dict[str, Any]]]
 ) -> None:
     command = [sys.executable, "-m", "crash_child"]
-    child = subprocess.Popen([*command, "start", kind, target, str(COUNT)], env=_env(log), cwd=ROOT)
+    child = subprocess.Popen(
+        [*command, "start", kind, target, str(COUNT)], env=child_env(log), cwd=ROOT
+    )
     try:
 
         def far_enough() -> bool:
-            lines = _lines(log)
+            lines = log_lines(log)
             if not any(line[2] == "started" for line in lines):
                 return False  # the kill comes once all 200 instances are stored
             ends = sum(1 for line in lines if line[2] == "end")
             finished = sum(1 for line in lines if line[1] == "finish" and line[2] == "end")
             return ends >= 400 and finished >= 20
 
-        _wait_for(far_enough, 60, "the first process to get going")
+        wait_for(far_enough, 60, "the first process to get going")
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     finally:
@@ -88,7 +62,7 @@ def _crash_and_recover(
 
     recovery = subprocess.run(
         [*command, "recover", kind, target, "0"],
-        env=_env(log),
+        env=child_env(log),
         cwd=ROOT,
         timeout=120,
         capture_output=True,
@@ -104,7 +78,7 @@ def _crash_and_recover(
         for key in LOGGED_STEPS:
             assert expected(instance_id, key) == state["context"]["steps"][key]
 
-    starts = Counter((line[0], line[1]) for line in _lines(log) if line[2] == "start")
+    starts = Counter((line[0], line[1]) for line in log_lines(log) if line[2] == "start")
     for instance_id in final:
         for key in LOGGED_STEPS:
             assert starts[(instance_id, key)] >= 1
@@ -133,22 +107,7 @@ class TestCrashOnSQLite:
         database = tmp_path / "crash.db"
         log = tmp_path / "steps.log"
 
-        def states() -> list[dict[str, Any]]:
-            with sqlite3.connect(database) as conn:
-                rows = conn.execute("SELECT state FROM heph_instances").fetchall()
-            return [json.loads(state) for (state,) in rows]
-
-        _crash_and_recover("sqlite", str(database), log, states)
-
-
-@pytest.fixture
-def postgres_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
-    import psycopg
-
-    schema = f"heph_crash_{uuid.uuid4().hex[:8]}"
-    yield postgres_dsn, schema
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _crash_and_recover("sqlite", str(database), log, sqlite_states(database))
 
 
 class TestCrashOnPostgres:
@@ -156,14 +115,6 @@ class TestCrashOnPostgres:
         self, tmp_path: Path, postgres_schema: tuple[str, str]
     ) -> None:
         """After a SIGKILL mid-run, a new process completes all 200 instances intact."""
-        import psycopg
-
         dsn, schema = postgres_schema
         log = tmp_path / "steps.log"
-
-        def states() -> list[dict[str, Any]]:
-            with psycopg.connect(dsn) as conn:
-                rows = conn.execute(f'SELECT state FROM "{schema}".heph_instances').fetchall()
-            return [state for (state,) in rows]
-
-        _crash_and_recover("postgres", f"{dsn}#{schema}", log, states)
+        _crash_and_recover("postgres", f"{dsn}#{schema}", log, postgres_states(dsn, schema))

@@ -13,52 +13,22 @@ exactly once, and no item runs more than twice in all.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+from crashing import ROOT, child_env, log_lines, postgres_states, sqlite_states, wait_for
 from map_crash_flows import expected_gather, expected_item, item_of
 
-HERE = Path(__file__).parent
-ROOT = HERE.parent.parent
 INSTANCES = 3
 ITEMS = 300
 KILL_AFTER_ITEM_ENDS = 150
 ITEM_PATH = "map_crash_flows:Item"  # how the storage names the mapped step
-
-
-def _env(log: Path, phase: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["HEPHAESTUS_CRASH_LOG"] = str(log)
-    env["HEPHAESTUS_CRASH_PHASE"] = phase
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _lines(log: Path) -> list[list[str]]:
-    """The log's lines, split: ``instance step index what phase pid``."""
-    if not log.exists():
-        return []
-    return [line.split() for line in log.read_text().splitlines()]
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll another process's progress (a file) until ``condition`` holds."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def _done_items(state: dict[str, Any]) -> set[int]:
@@ -84,19 +54,19 @@ def _crash_and_recover(
     command = [sys.executable, "-m", "map_crash_child"]
     child = subprocess.Popen(
         [*command, "start", kind, target, str(INSTANCES), str(ITEMS)],
-        env=_env(log, "start"),
+        env=child_env(log, HEPHAESTUS_CRASH_PHASE="start"),
         cwd=ROOT,
     )
     try:
 
         def far_enough() -> bool:
-            lines = _lines(log)
+            lines = log_lines(log)
             if not any(line[3] == "started" for line in lines):
                 return False  # the kill comes once every instance is stored
             ends = sum(1 for line in lines if line[1] == "item" and line[3] == "end")
             return ends >= KILL_AFTER_ITEM_ENDS
 
-        _wait_for(far_enough, 60, "the first process to get going")
+        wait_for(far_enough, 60, "the first process to get going")
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     finally:
@@ -118,7 +88,9 @@ def _crash_and_recover(
         "the kill came while a map ran"
     )
     started = {
-        (line[0], int(line[2])) for line in _lines(log) if line[1] == "item" and line[3] == "start"
+        (line[0], int(line[2]))
+        for line in log_lines(log)
+        if line[1] == "item" and line[3] == "start"
     }
     interrupted = {
         (instance_id, i) for instance_id, done in done_at_kill.items() for i in range(ITEMS)
@@ -128,7 +100,7 @@ def _crash_and_recover(
 
     recovery = subprocess.run(
         [*command, "recover", kind, target, "0", "0"],
-        env=_env(log, "recover"),
+        env=child_env(log, HEPHAESTUS_CRASH_PHASE="recover"),
         cwd=ROOT,
         timeout=120,
         capture_output=True,
@@ -149,7 +121,7 @@ def _crash_and_recover(
         assert list(range(ITEMS)) == sorted(_history_items(state)), "each item folded once"
         assert {} == state["maps"]
 
-    lines = _lines(log)
+    lines = log_lines(log)
     assert {str(child.pid)} == {line[5] for line in lines if line[4] == "start"}
     assert str(child.pid) not in {line[5] for line in lines if line[4] == "recover"}
     item_lines = [(line[0], int(line[2]), line[3], line[4]) for line in lines if line[1] == "item"]
@@ -179,23 +151,7 @@ class TestMapCrashOnSQLite:
         database = tmp_path / "map-crash.db"
         log = tmp_path / "steps.log"
 
-        def states() -> list[dict[str, Any]]:
-            with sqlite3.connect(database) as conn:
-                rows = conn.execute("SELECT state FROM heph_instances").fetchall()
-            return [json.loads(state) for (state,) in rows]
-
-        _crash_and_recover("sqlite", str(database), log, states)
-
-
-@pytest.fixture
-def postgres_schema(postgres_dsn: str) -> Iterator[tuple[str, str]]:
-    """A fresh schema for one test (the storage creates it), dropped afterwards."""
-    import psycopg
-
-    schema = f"heph_map_crash_{uuid.uuid4().hex[:8]}"
-    yield postgres_dsn, schema
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _crash_and_recover("sqlite", str(database), log, sqlite_states(database))
 
 
 class TestMapCrashOnPostgres:
@@ -203,14 +159,6 @@ class TestMapCrashOnPostgres:
         self, tmp_path: Path, postgres_schema: tuple[str, str]
     ) -> None:
         """After a SIGKILL mid-map, a new process runs exactly the items not stored done, once."""
-        import psycopg
-
         dsn, schema = postgres_schema
         log = tmp_path / "steps.log"
-
-        def states() -> list[dict[str, Any]]:
-            with psycopg.connect(dsn) as conn:
-                rows = conn.execute(f'SELECT state FROM "{schema}".heph_instances').fetchall()
-            return [state for (state,) in rows]
-
-        _crash_and_recover("postgres", f"{dsn}#{schema}", log, states)
+        _crash_and_recover("postgres", f"{dsn}#{schema}", log, postgres_states(dsn, schema))
