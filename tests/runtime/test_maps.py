@@ -28,7 +28,7 @@ from hephaestus import (
 from hephaestus.runtime.local import LocalRunner
 from hephaestus.testing import capture_events
 
-from .conftest import GUARD, Probe, ended, probe_of, until
+from .conftest import GUARD, Blocks, Probe, ended, probe_of, until
 
 # ---------------------------------------------------------------- steps and workflows
 
@@ -224,29 +224,20 @@ class TestOrder:
 # ---------------------------------------------------------------- failures
 
 
-class FailsOnThree(Step):
+class FailsOnThree(Blocks):
     """Item 3 fails (``fails`` times) once the others arrived; they block until released."""
 
     events = ("done",)
     retry = Retry(max_attempts=1)
 
     async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
-        probe = probe_of(context)
-        if config["item"] == 3:
-            await probe.all_arrived.wait()
-            failures: list[int] = context.initial["failures"]
-            if len(failures) < context.initial["fails"]:
-                failures.append(config["index"])
-                raise RuntimeError("item three is broken")
-            return Ok("done")
-        probe.arrive(type(self))
-        try:
-            await probe.release.wait()
-        except anyio.get_cancelled_exc_class():
-            probe.interrupt(type(self))
-            raise
-        finally:
-            probe.leave()
+        if config["item"] != 3:
+            return await super().execute(instance, config, context)
+        await probe_of(context).all_arrived.wait()
+        failures: list[int] = context.initial["failures"]
+        if len(failures) < context.initial["fails"]:
+            failures.append(config["index"])
+            raise RuntimeError("item three is broken")
         return Ok("done")
 
 
@@ -633,22 +624,10 @@ class TestDefinitions:
 # ---------------------------------------------------------------- cancel
 
 
-class Waits(Step):
-    """Arrives on the probe and blocks until released (or cancelled)."""
+class Waits(Blocks):
+    """Blocks until released (or cancelled), as one item of a map."""
 
     events = ("done",)
-
-    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
-        probe = probe_of(context)
-        probe.arrive(type(self))
-        try:
-            await probe.release.wait()
-        except anyio.get_cancelled_exc_class():
-            probe.interrupt(type(self))
-            raise
-        finally:
-            probe.leave()
-        return Ok("done")
 
 
 class WaitsFlow(Workflow):
