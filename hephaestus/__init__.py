@@ -4,6 +4,7 @@ Define steps (``Step`` subclasses returning ``Ok``, ``Async`` or ``Error``),
 join them in a ``Workflow``, and run it with a runner. See the README.
 """
 
+from hephaestus.core.history import Record as Record
 from hephaestus.core.instance import Context as Context
 from hephaestus.core.instance import ExecutionEntry as ExecutionEntry
 from hephaestus.core.instance import Failure as Failure
@@ -80,6 +81,7 @@ __all__ = [
     "NotWaiting",
     "Ok",
     "PostgresStorage",
+    "Record",
     "Retry",
     "Route",
     "RouteError",

@@ -45,6 +45,8 @@ import structlog
 
 from hephaestus import telemetry as emit
 from hephaestus.core import engine
+from hephaestus.core import history as h
+from hephaestus.core.history import Record, reason_text
 from hephaestus.core.instance import Context, Instance, Status, Timer
 from hephaestus.core.step import Config, Error, Ok, Result, Step
 from hephaestus.core.workflow import Workflow
@@ -125,6 +127,7 @@ class _Run:
         "instance",
         "locked",
         "parked_at",
+        "pending",
         "persisted",
         "sibling_failed",
         "stacktrace",
@@ -148,6 +151,8 @@ class _Run:
         self.locked = False
         self.waiters: deque[asyncio.Future[None]] | None = None
         self.timers: dict[type[Step], Handle] | None = None  # armed timers, by step
+        # History records to write with the next change (a retried attempt's failure).
+        self.pending: list[Record] | None = None
 
 
 _Unit = type[Step] | tuple[type[Step], int]
@@ -272,6 +277,8 @@ class LocalRunner:
                 continue
             run = _Run(instance)
             run.persisted = instance
+            details = {"runner": self.name, "status": instance.status.value}
+            run.pending = [Record(h.RECOVERED, time.time_ns(), details=details)]
             self._runs[instance.id] = run
             self._retime(run)
             if instance.status is not _WAITING:
@@ -324,8 +331,9 @@ class LocalRunner:
         )
         run = _Run(instance)
         self._runs[iid] = run  # claimed before any await: a concurrent start sees it
+        started = Record(h.STARTED, instance.started_at, details={"context_keys": list(initial)})
         try:
-            await self.storage.put(instance)
+            await self.storage.put(instance, (started,))
         except asyncio.CancelledError:
             self._in_background(self._undo_start(run))  # the claim is kept until it is done
             raise
@@ -411,6 +419,24 @@ class LocalRunner:
             raise InstanceNotFound(instance_id)
         return instance
 
+    async def history(
+        self, instance_id: str, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[Record]:
+        """What happened to the instance, oldest first: its stored history records.
+
+        ``offset`` and ``limit`` page through a long history. A failed attempt
+        that is retried is stored with the instance's next change, and shows
+        from then on. Raises ``InstanceNotFound`` for an unknown instance.
+        """
+        records = await self.storage.history(check_id(instance_id), offset=offset, limit=limit)
+        if (
+            not records
+            and instance_id not in self._runs
+            and await self.storage.get(instance_id) is None
+        ):
+            raise InstanceNotFound(instance_id)
+        return records
+
     async def list(self, **filters: Any) -> builtins.list[Instance]:
         """The stored instances matching the filters (``status``, ``workflow``, ...)."""
         return await self.storage.query(**filters)
@@ -437,11 +463,17 @@ class LocalRunner:
         sent = check_data(data)
         run = await self._active(instance_id)
 
-        def resumed(instance: Instance) -> tuple[Instance, Callable[[], None]]:
+        def resumed(instance: Instance) -> _Computed[None]:
             target = waiting_step(instance, instance.waiting_steps, step)
-            applied = engine.resume_step(instance, target, event, now=time.time_ns(), data=sent)
-            return applied.instance, lambda: self._resumed(
-                run, instance, target, event, applied, "external"
+            now = time.time_ns()
+            applied = engine.resume_step(instance, target, event, now=now, data=sent)
+            records = _resume_records(
+                instance, applied.instance, target, event, sent, "external", now
+            )
+            return (
+                applied.instance,
+                records,
+                lambda: self._resumed(run, instance, target, event, applied, "external"),
             )
 
         await self._change(run, resumed)
@@ -469,12 +501,19 @@ class LocalRunner:
             engine.send(stored, event, sent, now=time.time_ns())  # raises: it has ended
             raise NotWaiting(f"instance {instance_id!r} is not driven by {self!r}")
 
-        def delivered(instance: Instance) -> tuple[Instance, Callable[[], None]]:
-            applied, taker = engine.send(instance, event, sent, now=time.time_ns())
-            if taker is None:
-                return applied.instance, _nothing  # kept until a step parks for it
-            return applied.instance, lambda: self._resumed(
-                run, instance, taker, event, applied, "message"
+        def delivered(instance: Instance) -> _Computed[None]:
+            now = time.time_ns()
+            applied, taker = engine.send(instance, event, sent, now=now)
+            if taker is None:  # kept until a step parks for it
+                kept = Record(h.MESSAGE_KEPT, now, event=event, details={"data_keys": _keys(sent)})
+                return applied.instance, (kept,), _nothing
+            records = _resume_records(
+                instance, applied.instance, taker, event, sent, "message", now
+            )
+            return (
+                applied.instance,
+                records,
+                lambda: self._resumed(run, instance, taker, event, applied, "message"),
             )
 
         await self._change(run, delivered)
@@ -486,10 +525,11 @@ class LocalRunner:
         check_step(step)
         run = await self._active(instance_id)
 
-        def scheduled(instance: Instance) -> tuple[Instance, Callable[[], None]]:
+        def scheduled(instance: Instance) -> _Computed[None]:
             target = waiting_step(instance, instance.waiting_steps, step)
-            due = time.time_ns() + int(delay * 1_000_000_000)
-            return engine.schedule_timer(instance, target, due), lambda: self._retime(run)
+            now = time.time_ns()
+            new = engine.schedule_timer(instance, target, now + int(delay * 1_000_000_000))
+            return new, _changes(instance, new, now), lambda: self._retime(run)
 
         await self._change(run, scheduled)
 
@@ -505,9 +545,9 @@ class LocalRunner:
         if run is None:
             return await self.get(instance_id)
 
-        def cancelled(instance: Instance) -> tuple[Instance, Callable[[], Instance]]:
+        def cancelled(instance: Instance) -> _Computed[Instance]:
             if instance.terminal:
-                return instance, lambda: instance
+                return instance, (), lambda: instance
             new = engine.cancel(instance)
 
             def after() -> Instance:
@@ -521,7 +561,7 @@ class LocalRunner:
                 self._finish(run)
                 return new
 
-            return new, after
+            return new, _changes(instance, new, time.time_ns()), after
 
         return await self._change(run, cancelled)
 
@@ -569,30 +609,40 @@ class LocalRunner:
     async def _change(
         self,
         run: _Run,
-        compute: Callable[[Instance], tuple[Instance, Callable[[], _T]]],
+        compute: Callable[[Instance], _Computed[_T]],
         *,
         internal: bool = False,
     ) -> _T:
-        """Store ``compute(instance)``'s instance, make it the instance, then run its sequel.
+        """Store ``compute(instance)``'s instance and records, make it the instance, run its sequel.
 
         ``compute`` raises to refuse the change (nothing changes). A write that
         fails raises and changes nothing. A caller cancelled during the write
         changes nothing either: the previous state is written back (in order,
-        after the write) before the gate opens again. An ``internal`` change
-        (a timer) retries transient storage failures instead of raising them.
+        after the write, with an ``undone`` record) before the gate opens
+        again. An ``internal`` change (a timer) retries transient storage
+        failures instead of raising them.
         """
         await self._lock(run)
         handed_over = False
         try:
             before = run.instance
-            new, sequel = compute(before)
+            new, records, sequel = compute(before)
             if new is not before:
+                mine = len(records)
+                records = _taken(run, records)
                 try:
-                    await (self._store(run, new) if internal else self.storage.put(new))
+                    if internal:
+                        await self._store(run, new, records)
+                    else:
+                        await self.storage.put(new, records)
                 except asyncio.CancelledError:
+                    _give_back(run, records, mine)
                     if not internal:  # (an internal change is cancelled only by a stop)
                         handed_over = True
-                        self._in_background(self._undo(run, before))
+                        self._in_background(self._undo(run, before, mine))
+                    raise
+                except BaseException:
+                    _give_back(run, records, mine)
                     raise
                 run.instance = run.persisted = new
             return sequel()
@@ -600,16 +650,28 @@ class LocalRunner:
             if not handed_over:
                 self._unlock(run)
 
-    async def _undo(self, run: _Run, before: Instance) -> None:
-        """Write ``before`` back after a change whose caller was cancelled; then open the gate."""
+    async def _undo(self, run: _Run, before: Instance, count: int) -> None:
+        """Write ``before`` back after a change whose caller was cancelled; then open the gate.
+
+        Its ``count`` records may have been written: an ``undone`` record says
+        they did not take effect.
+        """
+        undone = Record(h.UNDONE, time.time_ns(), details={"records": count})
         try:
-            await self._store(run, before)
+            await self._store(run, before, (undone,))
         except Exception:
             _logger.exception("a cancelled change could not be undone", instance_id=before.id)
         finally:
             self._unlock(run)
 
-    async def _store(self, run: _Run, instance: Instance | None, *, forever: bool = False) -> None:
+    async def _store(
+        self,
+        run: _Run,
+        instance: Instance | None,
+        records: Sequence[Record] = (),
+        *,
+        forever: bool = False,
+    ) -> None:
         """Write ``instance`` (None: delete the run's instance), retrying while the storage fails.
 
         A ``StorageError`` marked transient (a lock, a full or read-only
@@ -623,7 +685,7 @@ class LocalRunner:
                 if instance is None:
                     await self.storage.delete(run.instance.id)
                 else:
-                    await self.storage.put(instance)
+                    await self.storage.put(instance, records)
                 return
             except StorageError as exc:
                 if not (exc.transient or forever):
@@ -638,14 +700,16 @@ class LocalRunner:
                     )
                 await anyio.sleep(min(0.005 * 2**attempt, 5.0))
 
-    async def _rewrite(self, run: _Run, instance: Instance, error: Exception) -> None:
+    async def _rewrite(
+        self, run: _Run, instance: Instance, records: Sequence[Record], error: Exception
+    ) -> None:
         """After a put of ``instance`` failed with ``error``: retry if transient, else raise."""
         if isinstance(error, StorageError) and error.transient:
             _logger.warning(
                 "a write failed; retrying", instance_id=instance.id, attempt=1, reason=str(error)
             )
             await anyio.sleep(0.005)
-            await self._store(run, instance)
+            await self._store(run, instance, records)
             return
         raise error
 
@@ -683,12 +747,17 @@ class LocalRunner:
         self._in_background(self._timer_resume(run, step, timer))
 
     async def _timer_resume(self, run: _Run, step: type[Step], timer: Timer) -> None:
-        def resumed(instance: Instance) -> tuple[Instance, Callable[[], None]]:
+        def resumed(instance: Instance) -> _Computed[None]:
             if instance.timers.get(step) is not timer or instance.terminal:
-                return instance, _nothing  # a resume or a cancel came first
-            applied = engine.resume_step(instance, step, timer.event, now=time.time_ns())
-            return applied.instance, lambda: self._resumed(
-                run, instance, step, timer.event, applied, "timeout"
+                return instance, (), _nothing  # a resume or a cancel came first
+            now = time.time_ns()
+            applied = engine.resume_step(instance, step, timer.event, now=now)
+            new = applied.instance
+            records = _resume_records(instance, new, step, timer.event, None, "timeout", now)
+            return (
+                new,
+                records,
+                lambda: self._resumed(run, instance, step, timer.event, applied, "timeout"),
             )
 
         try:
@@ -786,38 +855,52 @@ class LocalRunner:
                     if before.terminal:
                         break  # cancelled while the step ran
                     note: _Note | None
+                    records: Sequence[Record]
                     if opening:
                         new = self._advance(run, before)
                         note = None
+                        records = () if new is before else _changes(before, new, time.time_ns())
                     elif type(outcome[0]) is Ok and item is None:  # the common case, inlined
+                        now = time.time_ns()
                         try:
-                            applied = engine.apply_result(
-                                before,
-                                step,  # type: ignore[arg-type]
-                                outcome[0],
-                                now=time.time_ns(),
-                            )
+                            applied = engine.apply_result(before, step, outcome[0], now=now)  # type: ignore[arg-type]
                         except Exception:  # refused: the engine changed nothing
-                            new, note = self._fold(run, before, step, item, outcome)  # type: ignore[arg-type]
+                            new, note, records = self._fold(run, before, step, item, outcome)  # type: ignore[arg-type]
                         else:
                             run.completed_since += 1
                             new = applied.instance
-                            note = (
-                                _STOP,
-                                step,
-                                item,
-                                new,
-                                (outcome[0], outcome[1], applied.activated),
-                            )  # type: ignore[assignment]
+                            result = outcome[0]
+                            note = (_STOP, step, item, new, (result, outcome[1], applied.activated))  # type: ignore[assignment]
+                            record: Record = _new_tuple(
+                                Record,
+                                (
+                                    _STEP_COMPLETED,
+                                    now,
+                                    step.step_key,  # type: ignore[union-attr]
+                                    None,
+                                    outcome[2],
+                                    result.event,
+                                    outcome[1],
+                                    None,
+                                ),
+                            )
+                            if new.status is _RUNNING and new.maps is before.maps:
+                                records = (record,)
+                            else:  # it ended, or started a map
+                                records = (record, *_changes(before, new, now))
                     else:
-                        new, note = self._fold(run, before, step, item, outcome)  # type: ignore[arg-type]
+                        new, note, records = self._fold(run, before, step, item, outcome)  # type: ignore[arg-type]
                     if new is not before:
+                        mine = len(records)
+                        if run.pending:
+                            records = _taken(run, records)
                         try:
-                            await self.storage.put(new)  # the common case: no retry loop
+                            await self.storage.put(new, records)  # the common case: no retry loop
                         except Exception as exc:
                             try:
-                                await self._rewrite(run, new, exc)
+                                await self._rewrite(run, new, records, exc)
                             except Exception as refused:  # the storage refused the change
+                                _give_back(run, records, mine)
                                 self._unlock(run)
                                 locked = False
                                 await self._refused(run, step, _refusal(refused), refused, item)
@@ -980,7 +1063,11 @@ class LocalRunner:
             culprit = step or before.current_step or before.workflow.definition.start
             failed = engine.fail_step(before, culprit, kind, exc, item=item)
             run.stacktrace = _frames(exc)
-            await self._store(run, failed, forever=True)
+            now = time.time_ns()
+            records = _changes(before, failed, now)
+            if step is not None:
+                records.insert(0, _failure(step, item, 1, kind, exc, 0, now))
+            await self._store(run, failed, _taken(run, records), forever=True)
             run.instance = run.persisted = failed
         finally:
             self._unlock(run)
@@ -989,8 +1076,12 @@ class LocalRunner:
 
     async def _execute(
         self, run: _Run, step: type[Step], item: int | None
-    ) -> tuple[Result | _Failed, int]:
-        """Run ``step`` (with its retries and timeout); return its result and duration."""
+    ) -> tuple[Result | _Failed, int, int]:
+        """Run ``step`` (with its retries and timeout); return its result, duration and attempt.
+
+        A failed attempt that is retried leaves a ``step_failed`` record, to be
+        written with the instance's next change.
+        """
         limiter = self._limiter
         instance = run.instance
         if item is None:
@@ -1051,15 +1142,22 @@ class LocalRunner:
                     )
                     raise
             else:
-                return result, time.monotonic_ns() - t0
+                return result, time.monotonic_ns() - t0, attempt
             finally:
                 if limiter is not None:
                     limiter.release()
             duration = time.monotonic_ns() - t0
             retry = step.retry
             if retry is None or attempt >= retry.max_attempts:
-                return failure, duration
+                return failure, duration, attempt
             delay = retry.delay(attempt, random.random())
+            failed = _failure(
+                step, item, attempt, failure.kind, failure.reason, duration, time.time_ns(), delay
+            )
+            if run.pending is None:
+                run.pending = [failed]
+            else:
+                run.pending.append(failed)
             extra = _about(step, item, attempt=attempt, retry_in=delay)
             emit.step_exception(
                 instance,
@@ -1103,15 +1201,15 @@ class LocalRunner:
         before: Instance,
         step: type[Step],
         item: int | None,
-        outcome: tuple[Result | _Failed, int],
-    ) -> tuple[Instance, _Note]:
-        """``before`` with one outcome folded in, and what to announce once it is stored."""
-        result, duration = outcome
+        outcome: tuple[Result | _Failed, int, int],
+    ) -> tuple[Instance, _Note, builtins.list[Record]]:
+        """``before`` with one outcome folded in, what to announce once stored, and its records."""
+        result, duration, attempt = outcome
         kind = type(result)
         if kind is _Failed:
-            return self._failed(before, step, item, result)  # type: ignore[arg-type]
+            return self._failed(before, step, item, result, duration)  # type: ignore[arg-type]
         if kind is Error:
-            failure = _Failed("error", result.reason, None)  # type: ignore[union-attr]
+            failure = _Failed("error", result.reason, None, attempt)  # type: ignore[union-attr]
             return self._failed(before, step, item, failure, duration)
         now = time.time_ns()
         try:
@@ -1122,27 +1220,43 @@ class LocalRunner:
         except HephaestusError as exc:  # not a result, an undeclared event, a bad route choice
             kind_ = "exception" if isinstance(exc, (RouteError, MapError)) else "invalid_result"
             stack = _frames(exc.__cause__) if isinstance(exc.__cause__, Exception) else None
-            return self._failed(before, step, item, _Failed(kind_, exc, stack), duration)
+            return self._failed(before, step, item, _Failed(kind_, exc, stack, attempt), duration)
         except Exception as exc:  # a route's chooser raised
-            return self._failed(
-                before, step, item, _Failed("exception", exc, _frames(exc)), duration
-            )
+            failure = _Failed("exception", exc, _frames(exc), attempt)
+            return self._failed(before, step, item, failure, duration)
         instance = applied.instance
+        key = step.step_key
         if kind is Ok:
             run.completed_since += 1
-            return instance, (_STOP, step, item, instance, (result, duration, applied.activated))
+            records = [
+                Record(h.STEP_COMPLETED, now, key, item, attempt, result.event, duration),  # type: ignore[union-attr]
+                *_changes(before, instance, now),
+            ]
+            note = (_STOP, step, item, instance, (result, duration, applied.activated))
+            return instance, note, records
+        events = {"events": list(step.declared_events(before.step_configs.get(step)))}
+        records = [Record(h.STEP_PARKED, now, key, item, attempt, None, duration, events)]
         if step in instance.waiting_steps or instance.terminal:
-            return instance, (_ASYNC, step, item, instance, duration)
+            records.extend(_changes(before, instance, now))
+            return instance, (_ASYNC, step, item, instance, duration), records
         # It parked and took a message kept for it at once: it is resumed already.
         run.completed_since += 1
-        return instance, (_TAKEN, step, item, instance, (duration, applied.activated))
+        taken = instance.execution_history[-1]  # the resume's entry
+        data = instance.context.steps.get(key)
+        records.extend(_resume_records(before, instance, step, taken.event, data, "message", now))
+        return instance, (_TAKEN, step, item, instance, (duration, applied.activated)), records
 
     @staticmethod
     def _failed(
-        before: Instance, step: type[Step], item: int | None, failure: _Failed, duration: int = 0
-    ) -> tuple[Instance, _Note]:
+        before: Instance, step: type[Step], item: int | None, failure: _Failed, duration: int
+    ) -> tuple[Instance, _Note, builtins.list[Record]]:
         failed = engine.fail_step(before, step, failure.kind, failure.reason, item=item)
-        return failed, (_EXCEPTION, step, item, before, (failure, duration))
+        now = time.time_ns()
+        records = [
+            _failure(step, item, failure.attempt, failure.kind, failure.reason, duration, now),
+            *_changes(before, failed, now),
+        ]
+        return failed, (_EXCEPTION, step, item, before, (failure, duration)), records
 
     def _announce(self, run: _Run, note: _Note) -> Sequence[type[Step]]:
         """Emit a stored fold's events; arm a parked step's timer. The steps it activated."""
@@ -1240,6 +1354,95 @@ def _refusal(exc: BaseException) -> str:
 
 def _nothing() -> None:
     return None
+
+
+_Computed = tuple[Instance, Sequence[Record], Callable[[], _T]]
+"""What a change computes: the new instance, the records that describe it, its sequel."""
+
+_new_tuple: Any = tuple.__new__  # a Record from a tuple of its fields, without a Python call
+_STEP_COMPLETED: Final = h.STEP_COMPLETED
+
+
+def _failure(
+    step: type[Step],
+    item: int | None,
+    attempt: int,
+    kind: str,
+    reason: object,
+    duration: int,
+    now: int,
+    retry_in: float | None = None,
+) -> Record:
+    """The record of a failed attempt; ``retry_in`` is the delay before the next one, if any."""
+    details = {"failure": kind, "reason": reason_text(reason), "retry_in": retry_in}
+    return Record(h.STEP_FAILED, now, step.step_key, item, attempt, None, duration, details)
+
+
+def _keys(data: Mapping[str, Any] | None) -> builtins.list[str]:
+    return [] if data is None else [str(key) for key in data]
+
+
+def _resume_records(
+    before: Instance,
+    new: Instance,
+    step: type[Step],
+    event: str,
+    data: Mapping[str, Any] | None,
+    source: str,
+    now: int,
+) -> builtins.list[Record]:
+    """The records of a resume of ``step`` (by a caller, a message or a timer), then its effects."""
+    details = {"source": source, "data_keys": _keys(data)}
+    resumed = Record(h.RESUMED, now, step.step_key, None, None, event, None, details)
+    return [resumed, *_changes(before, new, now)]
+
+
+def _changes(before: Instance, new: Instance, now: int) -> builtins.list[Record]:
+    """The records a change implies beyond its step's: maps started, timers armed, the end."""
+    records = []
+    if new.maps is not before.maps:
+        for step, state in new.maps.items():
+            if before.maps.get(step) is None:
+                items = {"items": len(state.items)}
+                records.append(Record(h.MAP_STARTED, now, step.step_key, details=items))
+    if new.timers is not before.timers:
+        for step, timer in new.timers.items():
+            if before.timers.get(step) is not timer:
+                due = {"due": timer.due}
+                armed = Record(
+                    h.TIMER_ARMED, now, step.step_key, None, None, timer.event, None, due
+                )
+                records.append(armed)
+    status = new.status
+    if status.terminal and not before.terminal:
+        error = new.error
+        culprit = None if error is None else error.step
+        stopped = [s.step_key for s in before.active_steps if s is not culprit]
+        details: dict[str, Any] = {"stopped": stopped}
+        if status is _FAILED and error is not None:
+            details["failure"] = error.kind
+            details["reason"] = reason_text(error.reason)
+            records.append(Record(h.FAILED, now, error.step.step_key, error.item, details=details))
+        else:
+            records.append(Record(status.value, now, details=details))
+    return records
+
+
+def _taken(run: _Run, records: Sequence[Record]) -> Sequence[Record]:
+    """What a write of ``records`` writes: the run's pending records first (taken from it)."""
+    pending = run.pending
+    if not pending:
+        return records
+    run.pending = None
+    pending.extend(records)
+    return pending
+
+
+def _give_back(run: _Run, written: Sequence[Record], mine: int) -> None:
+    """A write failed: the pending records it took (all but its last ``mine``) are pending again."""
+    back = written[: len(written) - mine]
+    if back:
+        run.pending = [*back, *(run.pending or ())]
 
 
 def _about(step: type[Step], item: int | None, **fields: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import anyio
 import attrs
 import pytest
 
-from hephaestus import Instance, Status, Storage
+from hephaestus import Context, Instance, MemoryStorage, NotSerializable, Record, Status, Storage
 
 from .conftest import GUARD, as_stored
 from .flows import OrderFlow, OrderFlowV2, RefusedFlow, lifecycle, new
@@ -172,3 +172,80 @@ class TestQuery:
         """A status that does not exist is refused with ValueError."""
         with anyio.fail_after(GUARD), pytest.raises(ValueError, match="sleeping"):
             await storage.query(status="sleeping")
+
+
+def records(count: int, start: int = 0) -> list[Record]:
+    """``count`` records of every shape: with and without step, item, details."""
+    made = []
+    for n in range(start, start + count):
+        if n % 2:
+            made.append(Record("step_completed", 1_000 + n, "charge", None, 1, "charged", 5_000))
+        else:
+            details = {"source": "external", "data_keys": ["by", "note"], "n": n}
+            made.append(Record("resumed", 1_000 + n, "approve", n, None, "approved", None, details))
+    return made
+
+
+class TestHistory:
+    async def test_appended_in_order(self, storage: Storage) -> None:
+        """Each put appends its records after those of the puts before, fields intact."""
+        first, second = records(3), records(2, start=3)
+        with anyio.fail_after(GUARD):
+            await storage.put(STAGES["running"], first)
+            await storage.put(STAGES["waiting"])
+            await storage.put(STAGES["completed"], second)
+            assert [*first, *second] == await storage.history("order-1")
+
+    async def test_pages(self, storage: Storage) -> None:
+        """``offset`` and ``limit`` page through the records, oldest first."""
+        written = records(10)
+        with anyio.fail_after(GUARD):
+            await storage.put(STAGES["running"], written)
+            assert written[3:7] == await storage.history("order-1", offset=3, limit=4)
+            assert written[8:] == await storage.history("order-1", offset=8)
+            assert written[:2] == await storage.history("order-1", limit=2)
+            assert [] == await storage.history("order-1", offset=10)
+            assert [] == await storage.history("order-1", limit=0)
+
+    async def test_by_instance(self, storage: Storage) -> None:
+        """Each instance has its own history; an unknown one has none."""
+        with anyio.fail_after(GUARD):
+            await storage.put(STAGES["running"], records(2))
+            await storage.put(attrs.evolve(STAGES["running"], id="other"), records(1, start=5))
+            assert records(1, start=5) == await storage.history("other")
+            assert [] == await storage.history("nobody")
+
+    async def test_concurrent_puts_keep_call_order(self, storage: Storage) -> None:
+        """Puts of one instance issued at once append their records in call order."""
+        versions = [attrs.evolve(STAGES["running"], runtime_metadata={"n": n}) for n in range(20)]
+        with anyio.fail_after(GUARD):
+            await asyncio.gather(
+                *(storage.put(v, records(1, start=n)) for n, v in enumerate(versions))
+            )
+            assert records(20) == await storage.history("order-1")
+
+    async def test_deleted_with_its_instance(self, storage: Storage) -> None:
+        """Deleting an instance deletes its history."""
+        with anyio.fail_after(GUARD):
+            await storage.put(STAGES["running"], records(3))
+            await storage.delete("order-1")
+            assert [] == await storage.history("order-1")
+
+    async def test_refused_put_appends_nothing(self, storage: Storage) -> None:
+        """A put refused for its instance (NotSerializable) writes none of its records."""
+        if isinstance(storage, MemoryStorage):
+            pytest.skip("MemoryStorage keeps any object: it refuses no put")
+        bad = attrs.evolve(STAGES["running"], context=Context({"when": object()}))
+        with anyio.fail_after(GUARD):
+            await storage.put(STAGES["running"], records(1))
+            with pytest.raises(NotSerializable):
+                await storage.put(bad, records(2, start=1))
+            assert records(1) == await storage.history("order-1")
+
+    @pytest.mark.parametrize(
+        ("offset", "limit"), [(-1, None), (0, -1), (1.5, None), (0, "3"), (True, None)]
+    )
+    async def test_bad_page(self, storage: Storage, offset: object, limit: object) -> None:
+        """An offset or limit that is not a count is refused with ValueError."""
+        with anyio.fail_after(GUARD), pytest.raises(ValueError, match=r"offset|limit"):
+            await storage.history("order-1", offset=offset, limit=limit)  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ async def storage(postgres_dsn: str, pg_schema: str) -> AsyncIterator[PostgresSt
 
 class TestSchema:
     async def test_tables_in_schema(self, postgres_dsn: str, pg_schema: str) -> None:
-        """First use creates the schema with its two tables and indexes."""
+        """First use creates the schema with its tables and indexes."""
         with anyio.fail_after(GUARD):
             async with PostgresStorage(postgres_dsn, schema=pg_schema) as storage:
                 await storage.put(STAGES["running"])
@@ -66,7 +66,7 @@ class TestSchema:
             indexes = await rows(
                 postgres_dsn, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", pg_schema
             )
-        assert {"heph_instances", "heph_schema_version", "heph_step_results"} == {
+        assert {"heph_instances", "heph_schema_version", "heph_step_results", "heph_history"} == {
             t for (t,) in tables
         }
         assert {
@@ -76,6 +76,8 @@ class TestSchema:
             "heph_step_results_pkey",
             "heph_step_results_pending",
             "heph_step_results_instance_id_step_activation_slot_key",
+            "heph_history_pkey",
+            "heph_history_instance",
         } == {i for (i,) in indexes}
 
     async def test_version_row(self, storage: PostgresStorage, postgres_dsn: str) -> None:
@@ -130,7 +132,7 @@ class TestSchema:
                     "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
                     schema,
                 )
-            assert [(3,)] == tables  # instances, step results, schema version
+            assert [(4,)] == tables  # instances, step results, history, schema version
         finally:
             await drop_schema(postgres_dsn, schema)
 

@@ -22,6 +22,8 @@ from . import flows
 from .conftest import GUARD
 from .flows import lifecycle, new
 
+NEWEST = len(sqlite_module.migrations("sqlite"))
+
 STAGES = lifecycle()
 
 
@@ -62,10 +64,10 @@ class TestFile:
         assert [("wal",)] == read(path, "PRAGMA journal_mode")
 
     async def test_schema_version(self, path: Path) -> None:
-        """After first use the schema is at version 1, in one row."""
+        """After first use the schema is at the newest version, in one row."""
         with anyio.fail_after(GUARD):
             await once(path)
-        assert [(1,)] == read(path, "SELECT version FROM heph_schema_version")
+        assert [(NEWEST,)] == read(path, "SELECT version FROM heph_schema_version")
 
     async def test_reopen_does_not_migrate(
         self, path: Path, monkeypatch: pytest.MonkeyPatch
@@ -73,24 +75,26 @@ class TestFile:
         """Reopening a file at the newest version runs no migration; its data stays."""
         with anyio.fail_after(GUARD):
             await once(path)
-        monkeypatch.setattr(
-            sqlite_module, "migrations", lambda backend: [(1, "CREATE TABLE migrated_again (x)")]
-        )
+        again = [(version, "CREATE TABLE migrated_again (x)") for version in range(1, NEWEST + 1)]
+        monkeypatch.setattr(sqlite_module, "migrations", lambda backend: again)
         with anyio.fail_after(GUARD):
             async with SQLiteStorage(path) as storage:
                 expected = attrs.evolve(STAGES["running"], started_monotonic=None)
                 assert expected == await storage.get("order-1")
         assert [] == read(path, "SELECT name FROM sqlite_master WHERE name = 'migrated_again'")
-        assert [(1,)] == read(path, "SELECT version FROM heph_schema_version")
+        assert [(NEWEST,)] == read(path, "SELECT version FROM heph_schema_version")
 
     async def test_newer_schema(self, path: Path) -> None:
         """A file at a newer schema version than this Hephaestus knows is refused."""
         with anyio.fail_after(GUARD):
             await once(path)
-        write(path, "UPDATE heph_schema_version SET version = 2")
+        write(path, f"UPDATE heph_schema_version SET version = {NEWEST + 1}")
         storage = SQLiteStorage(path)
         try:
-            with anyio.fail_after(GUARD), pytest.raises(StorageError, match="version 2, newer"):
+            with (
+                anyio.fail_after(GUARD),
+                pytest.raises(StorageError, match=f"version {NEWEST + 1}, newer"),
+            ):
                 await storage.get("order-1")
         finally:
             await storage.aclose()

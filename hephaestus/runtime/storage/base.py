@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from hephaestus.core.history import Record
     from hephaestus.core.instance import Instance, Status
     from hephaestus.core.workflow import Workflow
 
-__all__ = ["Storage"]
+__all__ = ["Storage", "check_page"]
 
 
 @runtime_checkable
@@ -19,18 +20,31 @@ class Storage(Protocol):
     A runner writes an instance after each change, and several tasks may write
     the same instance; a storage applies the writes of one instance in the
     order they were called, so the last call's instance is the one kept.
+
+    Each write also appends the records that describe the change to the
+    instance's history, atomically with the instance: both are stored, or
+    neither is.
     """
 
     async def get(self, instance_id: str) -> Instance | None:
         """The stored instance with this id, or None."""
         ...
 
-    async def put(self, instance: Instance) -> None:
-        """Store ``instance``, replacing any instance with the same id."""
+    async def put(self, instance: Instance, history: Sequence[Record] = ()) -> None:
+        """Store ``instance``, replacing any with the same id, and append ``history`` to its log."""
         ...
 
     async def delete(self, instance_id: str) -> bool:
-        """Remove the instance with this id; True if there was one."""
+        """Remove the instance with this id and its history; True if there was one."""
+        ...
+
+    async def history(
+        self, instance_id: str, *, offset: int = 0, limit: int | None = None
+    ) -> list[Record]:
+        """The instance's records, oldest first, from the ``offset``-th; at most ``limit``.
+
+        Empty for an instance that is not stored.
+        """
         ...
 
     async def query(
@@ -44,3 +58,12 @@ class Storage(Protocol):
     ) -> list[Instance]:
         """The instances matching every filter given (all of them when none is)."""
         ...
+
+
+def check_page(offset: int, limit: int | None) -> None:
+    """Refuse an ``offset`` or ``limit`` of ``Storage.history`` that is not a count."""
+    for name, value in (("offset", offset), ("limit", limit)):
+        if value is None and name == "limit":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got: {value!r}")

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections import deque
+from collections.abc import Iterable, Sequence
 
+from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
+from hephaestus.runtime.storage.base import check_page
 
 __all__ = ["MemoryStorage"]
 
 
 class MemoryStorage:
-    """The reference ``Storage``: a dict of id to instance; nothing survives the process."""
+    """The reference ``Storage``: a dict of id to instance; nothing survives the process.
 
-    def __init__(self) -> None:
+    Each instance's history keeps its newest ``history_limit`` records (None:
+    all of them), so that a long-running instance holds a bounded amount of
+    memory; the oldest records are dropped first.
+    """
+
+    def __init__(self, *, history_limit: int | None = 10_000) -> None:
+        if history_limit is not None and (
+            not isinstance(history_limit, int)
+            or isinstance(history_limit, bool)
+            or history_limit < 1
+        ):
+            raise ValueError(
+                f"history_limit must be a positive int or None, got: {history_limit!r}"
+            )
+        self.history_limit = history_limit
         self._instances: dict[str, Instance] = {}
+        self._history: dict[str, deque[Record]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._instances)} instances)"
@@ -22,11 +41,25 @@ class MemoryStorage:
     async def get(self, instance_id: str) -> Instance | None:
         return self._instances.get(instance_id)
 
-    async def put(self, instance: Instance) -> None:
+    async def put(self, instance: Instance, history: Sequence[Record] = ()) -> None:
         self._instances[instance.id] = instance
+        if history:
+            log = self._history.get(instance.id)
+            if log is None:
+                log = self._history[instance.id] = deque(maxlen=self.history_limit)
+            log.extend(history)
 
     async def delete(self, instance_id: str) -> bool:
+        self._history.pop(instance_id, None)
         return self._instances.pop(instance_id, None) is not None
+
+    async def history(
+        self, instance_id: str, *, offset: int = 0, limit: int | None = None
+    ) -> list[Record]:
+        check_page(offset, limit)
+        log = self._history.get(instance_id, ())
+        stop = None if limit is None else offset + limit
+        return list(itertools.islice(log, offset, stop))
 
     async def query(
         self,

@@ -24,7 +24,8 @@ FIFO) from its call until its statement has committed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
 import structlog
@@ -42,10 +43,12 @@ except ImportError as exc:  # pragma: no cover - depends on the extras installed
     ) from exc
 
 from hephaestus._show import text_of
+from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, StorageError
 from hephaestus.runtime.storage import codec
+from hephaestus.runtime.storage.base import check_page
 from hephaestus.runtime.storage.migrations import migrations
 
 __all__ = ["PostgresStorage"]
@@ -156,8 +159,33 @@ class PostgresStorage:
             " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
             " status = excluded.status, state = excluded.state, updated_at = now()"
         )
+        # The upsert and the records in one statement: one round trip, one commit.
+        self._upsert_logged = compose(
+            "WITH up AS (INSERT INTO {schema}.heph_instances"
+            " (id, workflow, workflow_version, status, state)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
+            " status = excluded.status, state = excluded.state, updated_at = now()"
+            " RETURNING id)"
+            " INSERT INTO {schema}.heph_history"
+            " (instance_id, kind, at, step, item, attempt, event, duration, details)"
+            " SELECT up.id, r.kind, r.at, r.step, r.item, r.attempt, r.event, r.duration,"
+            " r.details::jsonb FROM up, unnest("
+            "%s::text[], %s::bigint[], %s::text[], %s::integer[], %s::integer[],"
+            " %s::text[], %s::bigint[], %s::text[])"
+            " WITH ORDINALITY AS r(kind, at, step, item, attempt, event, duration, details, n)"
+            " ORDER BY r.n"
+        )
         self._get = compose("SELECT state::text FROM {schema}.heph_instances WHERE id = %s")
-        self._delete = compose("DELETE FROM {schema}.heph_instances WHERE id = %s")
+        self._delete = compose(
+            "WITH gone AS (DELETE FROM {schema}.heph_history WHERE instance_id = %s)"
+            " DELETE FROM {schema}.heph_instances WHERE id = %s"
+        )
+        self._history = compose(
+            "SELECT kind, at, step, item, attempt, event, duration, details::text"
+            " FROM {schema}.heph_history WHERE instance_id = %s ORDER BY seq"
+            " LIMIT %s OFFSET %s"
+        )
         self._select = compose("SELECT id, state::text FROM {schema}.heph_instances")
         self._version_table = compose("{schema}.heph_schema_version")
         self._create_schema = compose("CREATE SCHEMA {schema}")
@@ -180,15 +208,39 @@ class PostgresStorage:
         rows = await self._read(self._get, (instance_id,), f"get of {instance_id!r}")
         return codec.loads(rows[0][0]) if rows else None
 
-    async def put(self, instance: Instance) -> None:
-        """Upsert ``instance``; ``NotSerializable`` (nothing stored) if the codec refuses it."""
+    async def put(self, instance: Instance, history: Sequence[Record] = ()) -> None:
+        """Upsert ``instance`` and append ``history``, in one statement.
+
+        ``NotSerializable`` (nothing stored) if the codec refuses the instance.
+        """
         state = codec.encode(instance)  # raises before any SQL runs
         row = (instance.id, state["workflow"], instance.workflow_version, instance.status.value)
-        await self._write(instance.id, self._upsert, (*row, Jsonb(state)), "put")
+        if not history:
+            await self._write(instance.id, self._upsert, (*row, Jsonb(state)), "put")
+            return
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for record in history:
+            for column, value in zip(columns, record, strict=True):
+                column.append(value)
+        columns[7] = [None if d is None else json.dumps(d) for d in columns[7]]
+        await self._write(instance.id, self._upsert_logged, (*row, Jsonb(state), *columns), "put")
 
     async def delete(self, instance_id: str) -> bool:
-        """Remove the instance with this id; True if there was one."""
-        return await self._write(instance_id, self._delete, (instance_id,), "delete") > 0
+        """Remove the instance with this id and its history; True if there was one."""
+        params = (instance_id, instance_id)
+        return await self._write(instance_id, self._delete, params, "delete") > 0
+
+    async def history(
+        self, instance_id: str, *, offset: int = 0, limit: int | None = None
+    ) -> list[Record]:
+        """The instance's records, oldest first (see ``Storage.history``)."""
+        check_page(offset, limit)
+        rows = await self._read(
+            self._history, (instance_id, limit, offset), f"history of {instance_id!r}"
+        )
+        return [
+            Record._make((*row[:7], None if row[7] is None else json.loads(row[7]))) for row in rows
+        ]
 
     async def query(
         self,

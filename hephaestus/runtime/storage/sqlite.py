@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -30,10 +31,12 @@ import structlog
 
 from hephaestus._show import text_of
 from hephaestus.core.durations import seconds
+from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, NotSerializable, StorageError
 from hephaestus.runtime.storage import codec
+from hephaestus.runtime.storage.base import check_page
 from hephaestus.runtime.storage.migrations import migrations
 
 __all__ = ["SQLiteStorage"]
@@ -49,6 +52,11 @@ ON CONFLICT (id) DO UPDATE SET
     status = excluded.status,
     state = excluded.state,
     updated_at = excluded.updated_at
+"""
+
+_APPEND = """
+INSERT INTO heph_history (instance_id, kind, at, step, item, attempt, event, duration, details)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 _STOP = object()
@@ -105,11 +113,18 @@ class SQLiteStorage:
         result: Instance | None = await self._call("get", instance_id)
         return result
 
-    async def put(self, instance: Instance) -> None:
-        await self._call("put", instance)
+    async def put(self, instance: Instance, history: Sequence[Record] = ()) -> None:
+        await self._call("put", (instance, history))
 
     async def delete(self, instance_id: str) -> bool:
         result: bool = await self._call("delete", instance_id)
+        return result
+
+    async def history(
+        self, instance_id: str, *, offset: int = 0, limit: int | None = None
+    ) -> list[Record]:
+        check_page(offset, limit)
+        result: list[Record] = await self._call("history", (instance_id, offset, limit))
         return result
 
     async def query(
@@ -238,25 +253,26 @@ class SQLiteStorage:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> list[_Settled]:
         settled: list[_Settled] = []
-        puts: list[tuple[_Request, tuple[Any, ...]]] = []
+        puts: list[tuple[_Request, _Rows]] = []
 
-        def write(rows: list[tuple[Any, ...]]) -> None:
+        def write(rows: list[_Rows]) -> None:
             with _transaction(conn):
-                conn.executemany(_UPSERT, rows)
+                conn.executemany(_UPSERT, [row for row, _ in rows])
+                conn.executemany(_APPEND, [record for _, log in rows for record in log])
 
         def flush() -> None:
             if not puts:
                 return
             try:
-                write([row for _, row in puts])
+                write([rows for _, rows in puts])
             except Exception as exc:
                 if len(puts) == 1 or _transient(exc):
                     error = self._error(exc, "the write")
                     settled.extend((r[2], None, error, r[3]) for r, _ in puts)
                 else:  # one row refused: write the others alone, so that only it fails
-                    for request, row in puts:
+                    for request, rows in puts:
                         try:
-                            write([row])
+                            write([rows])
                         except Exception as one:
                             settled.append(
                                 (request[2], None, self._error(one, "the write"), request[3])
@@ -272,11 +288,11 @@ class SQLiteStorage:
             op, arg = request[0], request[1]
             if op == "put":
                 try:
-                    row = _row(arg, now)
+                    rows = _row(arg[0], now), _log(arg[0].id, arg[1])
                 except Exception as exc:
                     settled.append((request[2], None, self._error(exc, "put"), request[3]))
                 else:
-                    puts.append((request, row))
+                    puts.append((request, rows))
                 continue
             flush()
             try:
@@ -290,6 +306,8 @@ class SQLiteStorage:
 
 
 _Settled = tuple["asyncio.Future[Any]", Any, BaseException | None, asyncio.AbstractEventLoop]
+_Rows = tuple[tuple[Any, ...], list[tuple[Any, ...]]]
+"""A put's rows: the instance's, and its history's."""
 
 
 def _deliver(settled: list[_Settled]) -> None:
@@ -326,6 +344,14 @@ def _row(instance: Instance, now: float) -> tuple[Any, ...]:
         now,
         now,
     )
+
+
+def _log(instance_id: str, history: Sequence[Record]) -> list[tuple[Any, ...]]:
+    """The rows of ``history``'s records: their fields, ``details`` as JSON."""
+    return [
+        (instance_id, *record[:7], None if record[7] is None else json.dumps(record[7]))
+        for record in history
+    ]
 
 
 def _settle(settled: list[_Settled]) -> None:
@@ -392,7 +418,20 @@ def _get(conn: sqlite3.Connection, instance_id: str) -> Instance | None:
 def _delete(conn: sqlite3.Connection, instance_id: str) -> bool:
     with _transaction(conn):
         cursor = conn.execute("DELETE FROM heph_instances WHERE id = ?", (instance_id,))
+        conn.execute("DELETE FROM heph_history WHERE instance_id = ?", (instance_id,))
     return cursor.rowcount > 0
+
+
+def _history(conn: sqlite3.Connection, arg: tuple[str, int, int | None]) -> list[Record]:
+    instance_id, offset, limit = arg
+    sql = (
+        "SELECT kind, at, step, item, attempt, event, duration, details FROM heph_history"
+        " WHERE instance_id = ? ORDER BY seq LIMIT ? OFFSET ?"
+    )
+    rows = conn.execute(sql, (instance_id, -1 if limit is None else limit, offset))
+    return [
+        Record._make((*row[:7], None if row[7] is None else json.loads(row[7]))) for row in rows
+    ]
 
 
 def _query(conn: sqlite3.Connection, arg: tuple[str, list[Any]]) -> list[Instance]:
@@ -413,5 +452,6 @@ _READS: dict[str, Callable[[sqlite3.Connection, Any], Any]] = {
     "get": _get,
     "delete": _delete,
     "query": _query,
+    "history": _history,
     "ping": lambda conn, arg: None,
 }
