@@ -32,6 +32,7 @@ from hephaestus.exceptions import NotWaiting as NotWaiting
 from hephaestus.exceptions import RouteError as RouteError
 from hephaestus.exceptions import RunnerStopped as RunnerStopped
 from hephaestus.exceptions import StepFailed as StepFailed
+from hephaestus.exceptions import StepTimeout as StepTimeout
 from hephaestus.exceptions import StorageError as StorageError
 from hephaestus.exceptions import UndeclaredEvent as UndeclaredEvent
 from hephaestus.exceptions import WorkflowDefinitionError as WorkflowDefinitionError
@@ -91,6 +92,7 @@ __all__ = [
     "Status",
     "Step",
     "StepFailed",
+    "StepTimeout",
     "Storage",
     "StorageError",
     "UndeclaredEvent",

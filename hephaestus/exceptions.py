@@ -14,6 +14,7 @@ the builtin it means, so ``except LookupError`` catches an unknown instance::
     ├── RouteError (ValueError)               a Route chose a step it does not name
     ├── MapError (ValueError)                 a Map's items could not be computed
     ├── StepFailed (RuntimeError)             a step failed for good (raised, Error, timeout)
+    ├── StepTimeout (TimeoutError)            a step attempt ran past its timeout
     ├── RunnerStopped (RuntimeError)          the runner stopped before the instance ended
     ├── NotSerializable (TypeError)           a value a durable storage cannot store as JSON
     └── StorageError (RuntimeError)           a storage backend failed
@@ -39,6 +40,7 @@ __all__ = [
     "RouteError",
     "RunnerStopped",
     "StepFailed",
+    "StepTimeout",
     "StorageError",
     "UndeclaredEvent",
     "WorkflowDefinitionError",
@@ -129,6 +131,10 @@ class StepFailed(HephaestusError, RuntimeError):
         self.kind = kind
         self.reason = reason
         super().__init__(f"step {step} failed ({kind}): {reason}")
+
+
+class StepTimeout(HephaestusError, TimeoutError):
+    """A step attempt ran past its ``timeout``: the reason of a ``timeout`` failure."""
 
 
 class NotSerializable(HephaestusError, TypeError):

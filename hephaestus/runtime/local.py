@@ -59,6 +59,7 @@ from hephaestus.exceptions import (
     NotWaiting,
     RouteError,
     RunnerStopped,
+    StepTimeout,
     StorageError,
 )
 from hephaestus.runtime.endings import announce_end
@@ -1113,7 +1114,7 @@ class LocalRunner:
                     result = await step().execute(instance, config, instance.context)  # type: ignore[misc]
                 else:
                     result = await self._call(step, instance, config)
-            except _StepTimeout as exc:
+            except StepTimeout as exc:
                 failure = _Failed("timeout", exc, None, attempt)
             except Exception as exc:
                 failure = _Failed("exception", exc, _frames(exc), attempt)
@@ -1192,7 +1193,7 @@ class LocalRunner:
                 if inspect.isawaitable(result):
                     result = await result
         if scope.cancelled_caught:
-            raise _StepTimeout(f"step {step.__qualname__} timed out after {timeout}s")
+            raise StepTimeout(f"step {step.__qualname__} timed out after {timeout}s")
         return result  # type: ignore[return-value]  # awaited above when awaitable
 
     def _fold(
@@ -1332,10 +1333,6 @@ class LocalRunner:
         self._finish(run)
 
 
-class _StepTimeout(Exception):
-    """A step ran past its ``timeout``."""
-
-
 # The kinds of a note (compared by identity).
 _STOP: Final = "stop"
 _ASYNC: Final = "async"
@@ -1415,16 +1412,20 @@ def _changes(before: Instance, new: Instance, now: int) -> builtins.list[Record]
                 records.append(armed)
     status = new.status
     if status.terminal and not before.terminal:
+        if status is Status.COMPLETED:
+            records.append(Record(h.COMPLETED, now))
+            return records
         error = new.error
         culprit = None if error is None else error.step
+        # The steps (or items) running when it ended: they were stopped.
         stopped = [s.step_key for s in before.active_steps if s is not culprit]
         details: dict[str, Any] = {"stopped": stopped}
-        if status is _FAILED and error is not None:
+        if error is not None:
             details["failure"] = error.kind
             details["reason"] = reason_text(error.reason)
             records.append(Record(h.FAILED, now, error.step.step_key, error.item, details=details))
         else:
-            records.append(Record(status.value, now, details=details))
+            records.append(Record(h.CANCELLED, now, details=details))
     return records
 
 

@@ -126,6 +126,37 @@ class TestSQLiteWriteFails:
                     again = await runner.run(PlainFlow, {}, id="c1")
         assert Status.COMPLETED == again.status
 
+    async def test_a_cancelled_resume_is_undone_and_says_so(self, tmp_path: Path) -> None:
+        """A resume cancelled while its write waits is written back; the history says undone."""
+        path = tmp_path / "undone.db"
+        async with SQLiteStorage(path, busy_timeout=5) as storage:
+            with anyio.fail_after(GUARD):
+                async with LocalRunner(storage) as runner:
+                    with signal(STEP_ASYNC, instance_id="u1") as parked:
+                        await runner.start(ParksFlow, {}, id="u1")
+                        await parked.wait()
+                    with write_lock(path):
+                        with anyio.move_on_after(0.05) as scope:
+                            await runner.resume("u1", "go")
+                        assert scope.cancelled_caught
+                    while [] == [r for r in await runner.history("u1") if r.kind == "undone"]:
+                        await anyio.sleep(0.005)  # the undo runs once the lock is gone
+                    assert Status.WAITING == (await storage.get("u1")).status  # type: ignore[union-attr]
+                    await runner.resume("u1", "go")
+                    done = await runner.wait("u1")
+                    records = await runner.history("u1")
+        assert Status.COMPLETED == done.status
+        assert [
+            "started",
+            "step_parked",
+            "resumed",
+            "undone",
+            "resumed",
+            "step_completed",
+            "completed",
+        ] == [r.kind for r in records]
+        assert {"records": 1} == records[3].details
+
     async def test_a_newer_schema_is_a_storage_error(self, tmp_path: Path) -> None:
         """A runner on a file from a newer Hephaestus raises StorageError, not a group."""
         path = tmp_path / "newer.db"

@@ -122,7 +122,10 @@ class TestRunnerOnStorage:
                 assert Status.WAITING == (await storage.get("a-1")).status  # type: ignore[union-attr]
                 await runner.resume("a-1", "rejected")
                 done = await runner.wait("a-1")
+                records = await runner.history("a-1")
         assert "rejected" == done.execution_history[-2].event
+        resumes = [(r.kind, r.event) for r in records if r.kind == "resumed"]
+        assert [("resumed", "rejected")] == resumes  # the refused resume left no trace
 
     async def test_a_message_kept_across_a_restart(self, storage: Storage) -> None:
         """Sent before the step parks, then the runner stops: the next runner delivers it."""
@@ -136,12 +139,28 @@ class TestRunnerOnStorage:
                 gate.set()
                 async with LocalRunner(storage) as runner:
                     done = await runner.wait("a-1")
+                    records = await runner.history("a-1")
         finally:
             del GATES["a-1"]
         assert kept is not None
         assert ["rejected"] == [m.event for m in kept.messages]
         assert (Status.COMPLETED, ()) == (done.status, done.messages)
         assert {"why": "late"} == done.context.steps["wait_for_event"]
+        # The history kept what happened before the restart, and says a runner took over
+        # (its status: pending or running, whether the first runner had opened it or not).
+        assert [
+            ("started", None, None, {"context_keys": []}),
+            ("message_kept", None, "rejected", {"data_keys": ["why"]}),
+            ("recovered", None, None, {"runner": runner.name}),
+            ("step_completed", "hold", "held", {}),
+            ("step_parked", "wait_for_event", None, {"events": ["approved", "rejected"]}),
+            ("resumed", "wait_for_event", "rejected", {"source": "message", "data_keys": ["why"]}),
+            ("step_completed", "done", "done", {}),
+            ("completed", None, None, {}),
+        ] == [
+            (r.kind, r.step, r.event, {k: v for k, v in (r.details or {}).items() if k != "status"})
+            for r in records
+        ]
 
     async def test_recovers_a_due_timer(self, storage: Storage) -> None:
         """A runner entering on an instance whose timer is due completes it, not restarts it."""
