@@ -332,7 +332,8 @@ class LocalRunner:
         )
         run = _Run(instance)
         self._runs[iid] = run  # claimed before any await: a concurrent start sees it
-        started = Record(h.STARTED, instance.started_at, details={"context_keys": list(initial)})
+        keys = {"context_keys": list(initial)}
+        started = _new_tuple(Record, (h.STARTED, instance.started_at, *_NONE5, keys))
         try:
             await self.storage.put(instance, (started,))
         except asyncio.CancelledError:
@@ -892,7 +893,7 @@ class LocalRunner:
                     else:
                         new, note, records = self._fold(run, before, step, item, outcome)  # type: ignore[arg-type]
                     if new is not before:
-                        mine = len(records)
+                        mine = records
                         if run.pending:
                             records = _taken(run, records)
                         try:
@@ -901,7 +902,7 @@ class LocalRunner:
                             try:
                                 await self._rewrite(run, new, records, exc)
                             except Exception as refused:  # the storage refused the change
-                                _give_back(run, records, mine)
+                                _give_back(run, records, len(mine))
                                 self._unlock(run)
                                 locked = False
                                 await self._refused(run, step, _refusal(refused), refused, item)
@@ -1357,6 +1358,7 @@ _Computed = tuple[Instance, Sequence[Record], Callable[[], _T]]
 """What a change computes: the new instance, the records that describe it, its sequel."""
 
 _new_tuple: Any = tuple.__new__  # a Record from a tuple of its fields, without a Python call
+_NONE5: Final = (None, None, None, None, None)
 _STEP_COMPLETED: Final = h.STEP_COMPLETED
 
 
@@ -1413,7 +1415,7 @@ def _changes(before: Instance, new: Instance, now: int) -> builtins.list[Record]
     status = new.status
     if status.terminal and not before.terminal:
         if status is Status.COMPLETED:
-            records.append(Record(h.COMPLETED, now))
+            records.append(_new_tuple(Record, (h.COMPLETED, now, *_NONE5, None)))
             return records
         error = new.error
         culprit = None if error is None else error.step

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from collections import deque
 from collections.abc import Iterable, Sequence
 
 from hephaestus.core.history import Record
@@ -33,7 +31,7 @@ class MemoryStorage:
             )
         self.history_limit = history_limit
         self._instances: dict[str, Instance] = {}
-        self._history: dict[str, deque[Record]] = {}
+        self._history: dict[str, list[Record]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._instances)} instances)"
@@ -44,10 +42,16 @@ class MemoryStorage:
     async def put(self, instance: Instance, history: Sequence[Record] = ()) -> None:
         self._instances[instance.id] = instance
         if history:
-            log = self._history.get(instance.id)
-            if log is None:
-                log = self._history[instance.id] = deque(maxlen=self.history_limit)
-            log.extend(history)
+            try:
+                log = self._history[instance.id]
+            except KeyError:
+                self._history[instance.id] = list(history)
+                return
+            log += history
+            limit = self.history_limit
+            # Trimmed by a quarter of the limit at a time: a put at the limit moves no records.
+            if limit is not None and len(log) > limit + (limit >> 2):
+                del log[: len(log) - limit]
 
     async def delete(self, instance_id: str) -> bool:
         self._history.pop(instance_id, None)
@@ -57,9 +61,11 @@ class MemoryStorage:
         self, instance_id: str, *, offset: int = 0, limit: int | None = None
     ) -> list[Record]:
         check_page(offset, limit)
-        log = self._history.get(instance_id, ())
-        stop = None if limit is None else offset + limit
-        return list(itertools.islice(log, offset, stop))
+        log = self._history.get(instance_id, [])
+        kept = self.history_limit
+        first = 0 if kept is None else max(len(log) - kept, 0)  # (some may await a trim)
+        start = first + offset
+        return log[start : None if limit is None else start + limit]
 
     async def query(
         self,
