@@ -23,6 +23,7 @@ def blocks(page: str, holding: str) -> list[str]:
         pytest.param("runners.md", "class Digest(Workflow)", id="runners-map"),
         pytest.param("waiting.md", "class Approval(Workflow)", id="waiting-approval"),
         pytest.param("waiting.md", "class AwaitPayment(Step)", id="waiting-custom"),
+        pytest.param("waiting.md", "class Sync(Workflow)", id="waiting-history"),
     ],
 )
 def test_example_runs(page: str, holding: str) -> None:

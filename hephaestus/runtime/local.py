@@ -332,8 +332,7 @@ class LocalRunner:
         )
         run = _Run(instance)
         self._runs[iid] = run  # claimed before any await: a concurrent start sees it
-        keys = {"context_keys": list(initial)}
-        started = _new_tuple(Record, (h.STARTED, instance.started_at, *_NONE5, keys))
+        started = _new_tuple(Record, (h.STARTED, instance.started_at, *_NONE5, None))
         try:
             await self.storage.put(instance, (started,))
         except asyncio.CancelledError:

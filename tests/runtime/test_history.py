@@ -114,7 +114,7 @@ class TestAWholeRun:
         resumed = {"source": "external", "data_keys": ["by", "note"]}
         details = ("context_keys", "failure", "reason", "retry_in", "events", "source")
         assert [
-            ("started", None, None, None, None, {"context_keys": ["tries"]}),
+            ("started", None, None, None, None, {}),
             ("step_failed", "flaky", None, 1, None, flaky),
             ("step_completed", "flaky", None, 2, "done", {}),
             ("step_failed", "slow", None, 1, None, slow),

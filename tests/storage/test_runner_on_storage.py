@@ -149,7 +149,7 @@ class TestRunnerOnStorage:
         # The history kept what happened before the restart, and says a runner took over
         # (its status: pending or running, whether the first runner had opened it or not).
         assert [
-            ("started", None, None, {"context_keys": []}),
+            ("started", None, None, {}),
             ("message_kept", None, "rejected", {"data_keys": ["why"]}),
             ("recovered", None, None, {"runner": runner.name}),
             ("step_completed", "hold", "held", {}),
