@@ -5,9 +5,12 @@ Each revision is checked out in a temporary git worktree; the working tree
 one process per version, one after the other, so that the machine's drift
 falls on all of them alike; each process times ``linear10`` and ``fanout8``
 on a ``LocalRunner`` with the memory storage, as the main benchmark's
-Hephaestus row does: the median latency of 3,000 runs one at a time, and the
-median throughput of 5 batches of 1,000 in flight. The medians of the rounds
-are printed, with each version's ratio to the first one given.
+Hephaestus row does: the median latency of 3,000 runs one at a time, the
+median throughput of 5 batches of 1,000 in flight, and the CPU cost of one
+run: the least thread CPU time per run over 12 batches of 250 runs one at a
+time (the figure that moves least on a shared, noisy machine: other tenants
+stretch wall-clock times, not the CPU time a run needs). The medians of the
+rounds are printed, with each version's ratio to the first one given.
 """
 
 from __future__ import annotations
@@ -44,7 +47,13 @@ async def main():
                 t = time.perf_counter()
                 await asyncio.gather(*(run() for _ in range(1000)))
                 rates.append(1000 / (time.perf_counter() - t))
-            out[shape] = [statistics.median(times) * 1e6, statistics.median(rates)]
+            cpu = []
+            for _ in range(12):
+                t = time.thread_time()
+                for _ in range(250):
+                    await run()
+                cpu.append((time.thread_time() - t) / 250)
+            out[shape] = [statistics.median(times) * 1e6, statistics.median(rates), min(cpu) * 1e6]
     print(json.dumps(out))
 
 asyncio.run(main())
@@ -94,17 +103,18 @@ def main() -> None:
     first = next(iter(versions))
     table = {
         name: {
-            shape: [statistics.median(r[shape][i] for r in runs) for i in (0, 1)]
+            shape: [statistics.median(r[shape][i] for r in runs) for i in (0, 1, 2)]
             for shape in ("linear10", "fanout8")
         }
         for name, runs in rounds.items()
     }
     for name, figures in table.items():
         cells = []
-        for shape, (latency, rate) in figures.items():
-            base_latency, base_rate = table[first][shape]
+        for shape, (latency, rate, cpu) in figures.items():
+            base_latency, base_rate, base_cpu = table[first][shape]
             cells.append(
                 f"{shape} {latency:.1f} µs ({latency / base_latency:.3f}x), "
+                f"cpu {cpu:.1f} µs ({cpu / base_cpu:.3f}x), "
                 f"{rate:,.0f} wf/s ({rate / base_rate:.3f}x)"
             )
         print(f"{name:>12}: " + "; ".join(cells))
