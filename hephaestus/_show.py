@@ -8,7 +8,7 @@ show to ``limit`` characters.
 
 from __future__ import annotations
 
-__all__ = ["shown", "text_of"]
+__all__ = ["shown", "storable", "text_of"]
 
 
 def shown(value: object, limit: int = 80) -> str:
@@ -27,3 +27,15 @@ def text_of(error: BaseException) -> str:
     except Exception as exc:
         message = f"<message that cannot be shown: {type(exc).__qualname__}>"
     return f"{type(error).__qualname__}: {message}"
+
+
+def storable(text: str) -> str:
+    """``text`` with what no storage keeps (NUL, lone surrogates) replaced."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
-from hephaestus._show import shown, text_of
+from hephaestus._show import shown, storable, text_of
 
 __all__ = [
     "CANCELLED",
@@ -104,12 +104,4 @@ def reason_text(reason: object) -> str:
         text = reason
     else:
         text = shown(reason, 2000)
-    if len(text) > 2000:
-        text = f"{text[:1997]}..."
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
+    return storable(text if len(text) <= 2000 else f"{text[:1997]}...")

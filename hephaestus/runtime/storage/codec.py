@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from hephaestus._show import shown, text_of
+from hephaestus._show import shown, storable, text_of
 from hephaestus.core.instance import (
     Context,
     ExecutionEntry,
@@ -179,19 +179,11 @@ def reason_text(reason: object) -> Any:
 
 def _reason(reason: object) -> Any:
     if isinstance(reason, BaseException):
-        return _storable(text_of(reason))
+        return storable(text_of(reason))
     try:
         return _json(reason, 0)
     except _Bad:
-        return _storable(shown(reason, 2000))
-
-
-def _storable(text: str) -> str:
-    """``text`` with what no storage keeps (NUL, lone surrogates) replaced."""
-    try:
-        return _text(text)
-    except _Bad:
-        return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+        return storable(shown(reason, 2000))
 
 
 def encode(instance: Instance) -> dict[str, Any]:
