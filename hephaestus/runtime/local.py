@@ -468,14 +468,7 @@ class LocalRunner:
             target = waiting_step(instance, instance.waiting_steps, step)
             now = time.time_ns()
             applied = engine.resume_step(instance, target, event, now=now, data=sent)
-            records = _resume_records(
-                instance, applied.instance, target, event, sent, "external", now
-            )
-            return (
-                applied.instance,
-                records,
-                lambda: self._resumed(run, instance, target, event, applied, "external"),
-            )
+            return self._resumption(run, instance, target, event, sent, applied, "external", now)
 
         await self._change(run, resumed)
 
@@ -508,14 +501,7 @@ class LocalRunner:
             if taker is None:  # kept until a step parks for it
                 kept = Record(h.MESSAGE_KEPT, now, event=event, details={"data_keys": _keys(sent)})
                 return applied.instance, (kept,), _nothing
-            records = _resume_records(
-                instance, applied.instance, taker, event, sent, "message", now
-            )
-            return (
-                applied.instance,
-                records,
-                lambda: self._resumed(run, instance, taker, event, applied, "message"),
-            )
+            return self._resumption(run, instance, taker, event, sent, applied, "message", now)
 
         await self._change(run, delivered)
 
@@ -753,18 +739,31 @@ class LocalRunner:
                 return instance, (), _nothing  # a resume or a cancel came first
             now = time.time_ns()
             applied = engine.resume_step(instance, step, timer.event, now=now)
-            new = applied.instance
-            records = _resume_records(instance, new, step, timer.event, None, "timeout", now)
-            return (
-                new,
-                records,
-                lambda: self._resumed(run, instance, step, timer.event, applied, "timeout"),
-            )
+            return self._resumption(run, instance, step, timer.event, None, applied, "timeout", now)
 
         try:
             await self._change(run, resumed, internal=True)
         except Exception as exc:  # the storage refused it: the instance fails, not hangs
             await self._refused(run, step, _refusal(exc), exc)
+
+    def _resumption(
+        self,
+        run: _Run,
+        before: Instance,
+        step: type[Step],
+        event: str,
+        data: Mapping[str, Any] | None,
+        applied: engine.Applied,
+        source: str,
+        now: int,
+    ) -> _Computed[None]:
+        """A resume of ``step`` (by a caller, a message or a timer) as a change to store."""
+        records = _resume_records(before, applied.instance, step, event, data, source, now)
+        return (
+            applied.instance,
+            records,
+            lambda: self._resumed(run, before, step, event, applied, source),
+        )
 
     def _resumed(
         self,
