@@ -62,8 +62,6 @@ class Storage(Protocol):
 
 def check_page(offset: int, limit: int | None) -> None:
     """Refuse an ``offset`` or ``limit`` of ``Storage.history`` that is not a count."""
-    for name, value in (("offset", offset), ("limit", limit)):
-        if value is None and name == "limit":
-            continue
+    for name, value in (("offset", offset), ("limit", 0 if limit is None else limit)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be an int >= 0, got: {value!r}")
