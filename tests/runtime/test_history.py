@@ -112,7 +112,7 @@ class TestAWholeRun:
             "retry_in": 0.001,
         }
         resumed = {"source": "external", "data_keys": ["by", "note"]}
-        details = ("context_keys", "failure", "reason", "retry_in", "events", "source")
+        details = ("failure", "reason", "retry_in", "events", "source")
         assert [
             ("started", None, None, None, None, {}),
             ("step_failed", "flaky", None, 1, None, flaky),
