@@ -24,6 +24,7 @@ from hephaestus.exceptions import AlreadyRunning as AlreadyRunning
 from hephaestus.exceptions import AmbiguousResume as AmbiguousResume
 from hephaestus.exceptions import HephaestusError as HephaestusError
 from hephaestus.exceptions import InstanceLoadError as InstanceLoadError
+from hephaestus.exceptions import InstanceLost as InstanceLost
 from hephaestus.exceptions import InstanceNotFound as InstanceNotFound
 from hephaestus.exceptions import InvalidStepResult as InvalidStepResult
 from hephaestus.exceptions import MapError as MapError
@@ -71,6 +72,7 @@ __all__ = [
     "HephaestusError",
     "Instance",
     "InstanceLoadError",
+    "InstanceLost",
     "InstanceNotFound",
     "InvalidStepResult",
     "LocalRunner",

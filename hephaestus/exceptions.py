@@ -18,7 +18,8 @@ the builtin it means, so ``except LookupError`` catches an unknown instance::
     ├── RunnerStopped (RuntimeError)          the runner stopped before the instance ended
     ├── NotSerializable (TypeError)           a value a durable storage cannot store as JSON
     └── StorageError (RuntimeError)           a storage backend failed
-        └── InstanceLoadError                 a stored instance cannot be loaded again
+        ├── InstanceLoadError                 a stored instance cannot be loaded again
+        └── InstanceLost                      another process took the instance (distributed)
 
 The messages name the culprit: the workflow, the step, the event or the id.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "AmbiguousResume",
     "HephaestusError",
     "InstanceLoadError",
+    "InstanceLost",
     "InstanceNotFound",
     "InvalidStepResult",
     "MapError",
@@ -156,6 +158,18 @@ class StorageError(HephaestusError, RuntimeError):
 
 class InstanceLoadError(StorageError):
     """A stored instance cannot be loaded, e.g. its workflow can no longer be imported."""
+
+
+class InstanceLost(StorageError):
+    """A write of an instance found it taken by another process: this one stops driving it.
+
+    The distributed runner's workers fence their writes with the instance's
+    epoch; a cancel, or another worker that took the instance over, raises it.
+    """
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"instance {instance_id!r} was taken over (cancelled, or driven elsewhere)")
+        self.instance_id = instance_id
 
 
 class RunnerStopped(HephaestusError, RuntimeError):

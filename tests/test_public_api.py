@@ -23,6 +23,7 @@ PUBLIC = [
     "HephaestusError",
     "Instance",
     "InstanceLoadError",
+    "InstanceLost",
     "InstanceNotFound",
     "InvalidStepResult",
     "LocalRunner",

@@ -66,16 +66,16 @@ class TestSchema:
             indexes = await rows(
                 postgres_dsn, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", pg_schema
             )
-        assert {"heph_instances", "heph_schema_version", "heph_step_results", "heph_history"} == {
+        assert {"heph_instances", "heph_schema_version", "heph_inbox", "heph_history"} == {
             t for (t,) in tables
         }
         assert {
             "heph_instances_pkey",
             "heph_instances_status",
             "heph_instances_workflow",
-            "heph_step_results_pkey",
-            "heph_step_results_pending",
-            "heph_step_results_instance_id_step_activation_slot_key",
+            "heph_instances_wake",
+            "heph_inbox_pkey",
+            "heph_inbox_instance",
             "heph_history_pkey",
             "heph_history_instance",
         } == {i for (i,) in indexes}

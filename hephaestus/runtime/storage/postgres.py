@@ -24,6 +24,7 @@ FIFO) from its call until its statement has committed.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
@@ -46,7 +47,7 @@ from hephaestus._show import text_of
 from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
-from hephaestus.exceptions import InstanceLoadError, StorageError
+from hephaestus.exceptions import InstanceLoadError, InstanceLost, StorageError
 from hephaestus.runtime.storage import codec
 from hephaestus.runtime.storage.base import check_page
 from hephaestus.runtime.storage.migrations import migrations
@@ -89,6 +90,77 @@ class _IdLock:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.users = 0
+
+
+class _Put:
+    """One put waiting for its batch: the row, its records, its fence, its future."""
+
+    __slots__ = ("done", "fence", "iid", "records", "row", "state", "wake")
+
+    def __init__(
+        self,
+        iid: str,
+        row: tuple[str, str, int, str],
+        state: str,
+        wake: datetime.datetime | None,
+        records: Sequence[Record],
+        fence: tuple[int, int] | None,
+    ) -> None:
+        self.iid = iid
+        self.row = row
+        self.state = state
+        self.wake = wake
+        self.records = records
+        self.fence = fence
+        self.done: asyncio.Future[None] = None  # type: ignore[assignment]  # set when queued
+
+
+def _params(puts: list[_Put]) -> list[Any]:
+    """The parameters of a batch statement: one array per column."""
+    history: list[list[Any]] = [[] for _ in range(9)]
+    for put in puts:
+        for record in put.records:
+            history[0].append(put.iid)
+            for column, value in zip(history[1:], record, strict=True):
+                column.append(value)
+    history[8] = [None if d is None else json.dumps(d) for d in history[8]]
+    ids = [p.iid for p in puts]
+    states = [p.state for p in puts]
+    wakes = [p.wake for p in puts]
+    if puts[0].fence is None:
+        rows = [
+            ids,
+            [p.row[1] for p in puts],
+            [p.row[2] for p in puts],
+            [p.row[3] for p in puts],
+            states,
+            wakes,
+        ]
+    else:
+        rows = [
+            ids,
+            [p.row[3] for p in puts],
+            states,
+            wakes,
+            [p.fence[0] for p in puts],  # type: ignore[index]
+            [p.fence[1] for p in puts],  # type: ignore[index]
+        ]
+    return rows + history
+
+
+def _succeed(put: _Put) -> None:
+    if not put.done.done():
+        put.done.set_result(None)
+
+
+def _fail(put: _Put, error: Exception) -> None:
+    if not put.done.done():
+        put.done.set_exception(error)
+        put.done.exception()  # retrieved: a caller that was cancelled never reads it
+
+
+def _utc(ns: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
 
 
 class PostgresStorage:
@@ -146,6 +218,9 @@ class PostgresStorage:
         self._init_lock = asyncio.Lock()
         self._closed = False
         self._locks: dict[str, _IdLock] = {}
+        self._fences: dict[str, tuple[int, int]] = {}
+        self._queue: list[_Put] = []
+        self._flusher: asyncio.Task[None] | None = None
 
         schema_id = sql.Identifier(schema)
 
@@ -153,28 +228,41 @@ class PostgresStorage:
             return sql.SQL(text).format(schema=schema_id).as_string(None)
 
         self._schema_sql = schema_id.as_string(None)
-        self._upsert = compose(
-            "INSERT INTO {schema}.heph_instances (id, workflow, workflow_version, status, state)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-            " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
-            " status = excluded.status, state = excluded.state, updated_at = now()"
-        )
-        # The upsert and the records in one statement: one round trip, one commit.
-        self._upsert_logged = compose(
-            "WITH up AS (INSERT INTO {schema}.heph_instances"
-            " (id, workflow, workflow_version, status, state)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-            " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
-            " status = excluded.status, state = excluded.state, updated_at = now()"
-            " RETURNING id)"
+        # A batch of puts is one statement: the rows upserted (or, fenced, updated
+        # only where the epoch matches), their history appended, the inbox rows
+        # they applied deleted. One round trip and one commit for the batch.
+        batch = (
             " INSERT INTO {schema}.heph_history"
             " (instance_id, kind, at, step, item, attempt, event, duration, details)"
-            " SELECT up.id, r.kind, r.at, r.step, r.item, r.attempt, r.event, r.duration,"
-            " r.details::jsonb FROM up, unnest("
-            "%s::text[], %s::bigint[], %s::text[], %s::integer[], %s::integer[],"
-            " %s::text[], %s::bigint[], %s::text[])"
-            " WITH ORDINALITY AS r(kind, at, step, item, attempt, event, duration, details, n)"
-            " ORDER BY r.n"
+            " SELECT r.id, r.kind, r.at, r.step, r.item, r.attempt, r.event, r.duration,"
+            " r.details::jsonb FROM unnest("
+            "%s::text[], %s::text[], %s::bigint[], %s::text[], %s::integer[], %s::integer[],"
+            " %s::text[], %s::bigint[], %s::text[]) WITH ORDINALITY"
+            " AS r(id, kind, at, step, item, attempt, event, duration, details, n)"
+            " WHERE r.id IN (SELECT id FROM up) ORDER BY r.n"
+        )
+        self._upsert = compose(
+            "WITH up AS (INSERT INTO {schema}.heph_instances"
+            " (id, workflow, workflow_version, status, state, wake_at)"
+            " SELECT u.id, u.workflow, u.version, u.status, u.state::jsonb, u.wake FROM unnest("
+            "%s::text[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::timestamptz[])"
+            " AS u(id, workflow, version, status, state, wake)"
+            " ON CONFLICT (id) DO UPDATE SET"
+            " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
+            " status = excluded.status, state = excluded.state, wake_at = excluded.wake_at,"
+            " updated_at = now() RETURNING id),"
+            " logged AS (" + batch + ") SELECT id FROM up"
+        )
+        self._update_fenced = compose(
+            "WITH up AS (UPDATE {schema}.heph_instances i SET"
+            " status = u.status, state = u.state::jsonb, wake_at = u.wake, updated_at = now()"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::bigint[],"
+            " %s::bigint[]) AS u(id, status, state, wake, epoch, seen)"
+            " WHERE i.id = u.id AND i.epoch = u.epoch RETURNING i.id, u.seen),"
+            " logged AS (" + batch + "),"
+            " read AS (DELETE FROM {schema}.heph_inbox b USING up"
+            " WHERE b.instance_id = up.id AND b.id <= up.seen)"
+            " SELECT id FROM up"
         )
         self._get = compose("SELECT state::text FROM {schema}.heph_instances WHERE id = %s")
         self._delete = compose(
@@ -209,21 +297,119 @@ class PostgresStorage:
         return codec.loads(rows[0][0]) if rows else None
 
     async def put(self, instance: Instance, history: Sequence[Record] = ()) -> None:
-        """Upsert ``instance`` and append ``history``, in one statement.
+        """Upsert ``instance`` and append ``history``, in one statement (see ``_flush``).
 
         ``NotSerializable`` (nothing stored) if the codec refuses the instance.
         """
         state = codec.encode(instance)  # raises before any SQL runs
-        row = (instance.id, state["workflow"], instance.workflow_version, instance.status.value)
-        if not history:
-            await self._write(instance.id, self._upsert, (*row, Jsonb(state)), "put")
-            return
-        columns: list[list[Any]] = [[] for _ in range(8)]
-        for record in history:
-            for column, value in zip(columns, record, strict=True):
-                column.append(value)
-        columns[7] = [None if d is None else json.dumps(d) for d in columns[7]]
-        await self._write(instance.id, self._upsert_logged, (*row, Jsonb(state), *columns), "put")
+        iid = instance.id
+        timers = instance.timers
+        wake = None
+        if timers and not instance.status.terminal:
+            wake = _utc(min(timer.due for timer in timers.values()))
+        put = _Put(
+            iid,
+            (iid, state["workflow"], instance.workflow_version, instance.status.value),
+            json.dumps(state, separators=(",", ":")),
+            wake,
+            history,
+            self._fences.get(iid),
+        )
+        entry = self._locks.get(iid)
+        if entry is None:
+            entry = self._locks[iid] = _IdLock()
+        entry.users += 1
+        try:
+            await entry.lock.acquire()  # after the earlier writes of the instance: call order
+        except BaseException:
+            self._release(iid, entry, locked=False)
+            raise
+        try:
+            await self._ready()
+        except BaseException:
+            self._release(iid, entry)
+            raise
+        loop = asyncio.get_running_loop()
+        put.done = loop.create_future()
+        put.done.add_done_callback(lambda _: self._release(iid, entry))
+        self._queue.append(put)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        try:
+            await asyncio.shield(put.done)
+        except asyncio.CancelledError:
+            if put in self._queue:  # not sent: it never will be
+                self._queue.remove(put)
+                put.done.cancel()
+            # Sent: the instance's next write waits until it has landed.
+            raise
+
+    def _release(self, iid: str, entry: _IdLock, *, locked: bool = True) -> None:
+        if locked:
+            entry.lock.release()
+        entry.users -= 1
+        if not entry.users:
+            del self._locks[iid]
+
+    def fence(self, instance_id: str, epoch: int | None, seen: int = 0) -> None:
+        """Make the puts of ``instance_id`` conditional on its ``epoch`` (None: not any more).
+
+        A fenced put updates the row only if its epoch is still ``epoch`` and
+        raises ``InstanceLost`` otherwise: another process took the instance.
+        It also deletes the instance's inbox rows up to ``seen``, which the
+        change it stores has applied. The distributed runner's workers use it.
+        """
+        if epoch is None:
+            self._fences.pop(instance_id, None)
+        else:
+            self._fences[instance_id] = (epoch, seen)
+
+    async def _flush(self) -> None:
+        """Write the queued puts, a batch at a time, until none is left: the group commit.
+
+        The puts queued while a batch is on its way make the next batch, so
+        many drivers' checkpoints share one statement and one commit, and a
+        lone put goes at once. Each put's caller is released once its batch
+        has committed (or failed).
+        """
+        try:
+            while self._queue:
+                puts, self._queue = self._queue, []
+                await self._send(puts)
+        finally:
+            self._flusher = None
+            if self._queue:  # queued as it stopped (cancelled with the loop): fail them
+                for put in self._queue:
+                    _fail(put, StorageError(f"{self!r}: the writer stopped"))
+                self._queue = []
+
+    async def _send(self, puts: list[_Put]) -> None:
+        plain = [p for p in puts if p.fence is None]
+        fenced = [p for p in puts if p.fence is not None]
+        for group, statement in ((plain, self._upsert), (fenced, self._update_fenced)):
+            if not group:
+                continue
+            try:
+                pool = await self._ready()
+                async with pool.connection() as conn:
+                    cursor = conn.cursor(row_factory=tuple_row)
+                    await cursor.execute(statement, _params(group))
+                    written = {row[0] for row in await cursor.fetchall()}
+            except Exception as exc:  # psycopg's, or a value it cannot send
+                if len(group) > 1 and not transient(exc):
+                    for put in group:  # one put refused: find it, the others land
+                        await self._send([put])
+                    continue
+                for put in group:
+                    error = self._error(exc, f"put of instance {put.iid!r}")
+                    error.__cause__ = exc
+                    _fail(put, error)
+                continue
+            for put in group:
+                if put.iid in written:
+                    _succeed(put)
+                else:
+                    _fail(put, InstanceLost(put.iid))
 
     async def delete(self, instance_id: str) -> bool:
         """Remove the instance with this id and its history; True if there was one."""
