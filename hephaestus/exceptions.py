@@ -168,7 +168,9 @@ class InstanceLost(StorageError):
     """
 
     def __init__(self, instance_id: str) -> None:
-        super().__init__(f"instance {instance_id!r} was taken over (cancelled, or driven elsewhere)")
+        super().__init__(
+            f"instance {instance_id!r} was taken over (cancelled, or driven elsewhere)"
+        )
         self.instance_id = instance_id
 
 

@@ -2,29 +2,42 @@
 
 One psycopg pool per process serves both procrastinate and Hephaestus; its
 connections have ``search_path`` set to the schema, so procrastinate's tables
-(``procrastinate_jobs``, ...) and ours (``heph_instances``,
-``heph_step_results``) live side by side in it.
+(``procrastinate_jobs``, ...) and ours (``heph_instances``, ``heph_inbox``,
+``heph_history``) live side by side in it. Every write here is one statement
+on an autocommit connection (one round trip, one commit), except a cancel;
+a drive job is deferred inside the statement that makes it needed, by
+procrastinate's own ``procrastinate_defer_jobs_v1``.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import json
 import re
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import procrastinate
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from hephaestus.core import history as h
+from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance
 from hephaestus.exceptions import StorageError
 from hephaestus.runtime.storage import codec
 from hephaestus.runtime.storage.postgres import PostgresStorage
 
-__all__ = ["Backend", "migrate"]
+__all__ = ["DRIVE", "Backend", "Letter", "migrate"]
+
+DRIVE = "heph.drive"
+"""The procrastinate task that drives one instance (lock ``heph:<id>``)."""
+
+OLD_TASKS = ("heph.advance", "heph.execute_step", "heph.resume_timeout")
+"""The tasks of the per-step design, which ``migrate`` retires."""
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 PROCRASTINATE_LOCK = 0x6865_7068_7072_6F63
@@ -83,6 +96,9 @@ async def migrate(pool: AsyncConnectionPool[Conn], schema: str) -> None:
     procrastinate's schema (which procrastinate applies in one go, and not
     idempotently) is applied once, when ``procrastinate_jobs`` is missing,
     under an advisory lock so that workers starting together do it once.
+    Then the per-step design's jobs not started yet are cancelled, and every
+    unfinished instance that no drive job will drive gets one: instances in
+    flight when the design changed go on from their last stored state.
     """
     storage = PostgresStorage(pool=pool, schema=schema)
     await storage.migrate()
@@ -100,10 +116,102 @@ async def migrate(pool: AsyncConnectionPool[Conn], schema: str) -> None:
                     async with conn.transaction():
                         await conn.execute(f"SET LOCAL search_path TO {schema}")
                         await conn.execute(text.encode(), prepare=False)
+                await conn.execute(
+                    "UPDATE procrastinate_jobs SET status = 'cancelled'"
+                    " WHERE status = 'todo' AND task_name = ANY(%s)",
+                    (list(OLD_TASKS),),
+                )
+                await conn.execute(_ORPHANS, {"queue": queue_name(schema), "age": 0.0})
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (PROCRASTINATE_LOCK,))
     except psycopg.Error as exc:
         raise StorageError(f"cannot apply procrastinate's schema in {schema!r}: {exc}") from exc
+
+
+def _defer(rows: str) -> str:
+    """A select that defers a drive job for each ``id`` of ``rows`` (none: no call)."""
+    return (
+        "SELECT procrastinate_defer_jobs_v1(array_agg(ROW(%(queue)s, 'heph.drive', 0,"
+        " 'heph:' || id, NULL, jsonb_build_object('instance_id', id), NULL)"
+        f"::procrastinate_job_to_defer_v1)) FROM {rows} HAVING count(*) > 0"
+    )
+
+
+_TERMINAL = "('completed', 'failed', 'cancelled')"
+
+_START = (
+    "WITH ins AS (INSERT INTO heph_instances (id, workflow, workflow_version, status, state)"
+    " VALUES (%(id)s, %(workflow)s, %(version)s, %(status)s, %(state)s)"
+    " ON CONFLICT (id) DO UPDATE SET workflow = excluded.workflow,"
+    " workflow_version = excluded.workflow_version, status = excluded.status,"
+    " state = excluded.state, epoch = heph_instances.epoch + 1, wake_at = NULL,"
+    " created_at = now(), updated_at = now()"
+    f" WHERE heph_instances.status IN {_TERMINAL} RETURNING id),"
+    " gone AS (DELETE FROM heph_inbox WHERE instance_id IN (SELECT id FROM ins)),"
+    " logged AS (INSERT INTO heph_history (instance_id, kind, at)"
+    " SELECT id, 'started', %(at)s FROM ins) " + _defer("ins")
+)
+
+_POST = (
+    "WITH box AS (INSERT INTO heph_inbox (instance_id, kind, step, event, data, delay, sent_at)"
+    " VALUES (%(id)s, %(kind)s, %(step)s, %(event)s, %(data)s, %(delay)s, %(at)s)"
+    " RETURNING instance_id AS id)"
+    " SELECT pg_notify(%(channel)s, id), (" + _defer("box") + ") FROM box"
+)
+
+_INBOX = (
+    "SELECT coalesce(json_agg(json_build_array(b.id, b.kind, b.step, b.event, b.data,"
+    " b.delay, b.sent_at) ORDER BY b.id), '[]')::text FROM heph_inbox b"
+    " WHERE b.instance_id = %(id)s"
+)
+
+_CLAIM = (
+    "WITH c AS (UPDATE heph_instances SET epoch = epoch + 1 WHERE id = %(id)s"
+    " RETURNING state::text, epoch, wake_at)"
+    " SELECT c.state, c.epoch, c.wake_at, (" + _INBOX + ") FROM c"
+)
+
+_PEEK = "SELECT epoch, (" + _INBOX + ") FROM heph_instances WHERE id = %(id)s"
+
+_WAKE = (
+    "WITH due AS (SELECT id FROM heph_instances WHERE wake_at <= now()"
+    " ORDER BY wake_at LIMIT 500 FOR UPDATE SKIP LOCKED),"
+    " up AS (UPDATE heph_instances i SET wake_at = now() + make_interval(secs => %(lease)s)"
+    " FROM due WHERE i.id = due.id RETURNING i.id) " + _defer("up")
+)
+
+# Unfinished instances that no drive job will drive: not ended and untouched for
+# ``age`` seconds, or holding inbox rows that old, with no drive job to do.
+_ORPHANS = (
+    "WITH lost AS (SELECT i.id FROM heph_instances i"
+    " WHERE i.status IN ('pending', 'running')"
+    " AND i.updated_at < now() - make_interval(secs => %(age)s)"
+    " UNION SELECT DISTINCT b.instance_id FROM heph_inbox b"
+    " WHERE b.sent_at < (extract(epoch FROM now()) - %(age)s) * 1e9),"
+    " orphans AS (SELECT id FROM lost WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j"
+    " WHERE j.lock = 'heph:' || lost.id AND j.status IN ('todo', 'doing')) LIMIT 1000) "
+    + _defer("orphans")
+)
+
+
+class Letter(NamedTuple):
+    """A row of an instance's inbox: a resume, a message or a timer sent by any process."""
+
+    id: int
+    kind: str  # resume, send, timer
+    step: str | None  # the step's import path, for a resume or a timer
+    event: str
+    data: dict[str, Any] | None
+    delay: float | None  # a timer's, in seconds from ``sent_at``
+    sent_at: int  # ns
+
+
+def _letters(text: str) -> list[Letter]:
+    return [Letter(*row) for row in json.loads(text)]
+
+
+def _utc(ns: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
 
 
 class Backend:
@@ -114,189 +222,133 @@ class Backend:
         self.schema = schema
         self.app = app
         self.queue = queue_name(schema)
+        self.channel = f"{self.queue}_inbox"
         self.storage = PostgresStorage(pool=pool, schema=schema)
 
-    # ------------------------------------------------------------------ instances
-
-    async def load(
-        self, conn: Conn, instance_id: str, *, lock: bool, nowait: bool = False
-    ) -> tuple[Instance, int] | None:
-        """The instance and its advance count; ``lock`` takes the row (FOR NO KEY UPDATE).
-
-        With ``nowait``, a row another transaction holds raises ``LockNotAvailable``.
-        """
-        suffix = (" FOR NO KEY UPDATE" + (" NOWAIT" if nowait else "")) if lock else ""
-        cursor = await conn.execute(
-            "SELECT state, advance_count FROM heph_instances WHERE id = %s" + suffix,
-            (instance_id,),
-        )
-        row = await cursor.fetchone()
-        if row is None:
-            return None
-        return codec.decode(row[0]), row[1]
-
-    async def insert(self, conn: Conn, instance: Instance, state: dict[str, Any]) -> bool:
-        """Store a new instance; replace one that ended; False if an active one has the id."""
-        cursor = await conn.execute(
-            """
-            INSERT INTO heph_instances (id, workflow, workflow_version, status, state)
-            VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (id) DO UPDATE SET
-                workflow = excluded.workflow, workflow_version = excluded.workflow_version,
-                status = excluded.status, state = excluded.state, advance_count = 0,
-                created_at = now(), updated_at = now()
-            WHERE heph_instances.status IN ('completed', 'failed', 'cancelled')
-            RETURNING (xmax <> 0) AS replaced
-            """,
-            (
-                instance.id,
-                state["workflow"],
-                instance.workflow_version,
-                instance.status.value,
-                Jsonb(state),
-            ),
-        )
-        row = await cursor.fetchone()
-        if row is None:
-            return False
-        if row[0]:  # the id's previous, ended instance: its results go too
-            await conn.execute(
-                "DELETE FROM heph_step_results WHERE instance_id = %s", (instance.id,)
-            )
-        return True
-
-    async def update(
-        self, conn: Conn, instance: Instance, advance_count: int, processed: Sequence[int] = ()
-    ) -> None:
-        """Store the instance; mark the result rows it applied processed (one round trip)."""
-        await conn.execute(
-            "WITH applied AS (UPDATE heph_step_results SET processed_at = now()"
-            " WHERE id = ANY(%s))"
-            " UPDATE heph_instances SET status = %s, state = %s, advance_count = %s,"
-            " updated_at = now() WHERE id = %s",
-            (
-                list(processed),
-                instance.status.value,
-                Jsonb(codec.encode(instance)),
-                advance_count,
-                instance.id,
-            ),
-        )
-
-    # ------------------------------------------------------------------ step results
-
-    async def record(
-        self,
-        conn: Conn,
-        instance_id: str,
-        step_path: str,
-        kind: str,
-        *,
-        event: str | None = None,
-        updates: Any = None,
-        metadata: Any = None,
-        error: Any = None,
-        source: str | None = None,
-        duration: int | None = None,
-        job_id: int | None = None,
-    ) -> bool:
-        """Insert a result row unless its slot is taken; True if this call inserted it."""
-        cursor = await conn.execute(
-            """
-            INSERT INTO heph_step_results
-                (instance_id, step, kind, event, updates, metadata, error, source, duration, job_id)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (instance_id, step, activation, slot) DO NOTHING
-            RETURNING id
-            """,
-            (
-                instance_id,
-                step_path,
-                kind,
-                event,
-                None if updates is None else Jsonb(updates),
-                None if metadata is None else Jsonb(metadata),
-                None if error is None else Jsonb(error),
-                source,
-                duration,
-                job_id,
-            ),
-        )
-        return await cursor.fetchone() is not None
-
-    async def pending(self, conn: Conn, instance_id: str) -> list[dict[str, Any]]:
-        """The unprocessed results of an instance: outcomes and parks first, then resumes."""
-        async with conn.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(
-                "SELECT id, step, kind, event, updates, metadata, error, source, inserted_at"
-                " FROM heph_step_results WHERE instance_id = %s AND processed_at IS NULL"
-                " ORDER BY (kind = 'resumed'), id",
-                (instance_id,),
-            )
-            return await cursor.fetchall()
-
-    async def processed(self, conn: Conn, ids: Sequence[int]) -> None:
-        if ids:
-            await conn.execute(
-                "UPDATE heph_step_results SET processed_at = now() WHERE id = ANY(%s)",
-                (list(ids),),
-            )
-
-    async def load_for_step(
-        self, conn: Conn, instance_id: str, step_path: str
-    ) -> tuple[Instance, bool] | None:
-        """The instance, and whether the step has recorded its outcome (or its park) already."""
-        cursor = await conn.execute(
-            "SELECT state, EXISTS (SELECT 1 FROM heph_step_results r"
-            " WHERE r.instance_id = i.id AND r.step = %s AND r.slot IN ('outcome', 'async'))"
-            " FROM heph_instances i WHERE i.id = %s",
-            (step_path, instance_id),
-        )
-        row = await cursor.fetchone()
-        if row is None:
-            return None
-        return codec.decode(row[0]), row[1]
-
-    async def unprocessed_parks(self, conn: Conn, instance_id: str) -> dict[str, Any]:
-        """Steps whose ``async`` row is not applied yet, with when it was written."""
-        cursor = await conn.execute(
-            "SELECT step, inserted_at FROM heph_step_results WHERE instance_id = %s"
-            " AND kind = 'async' AND processed_at IS NULL",
-            (instance_id,),
-        )
-        return dict(await cursor.fetchall())
-
-    async def parked_at(self, conn: Conn, instance_id: str, step_path: str) -> Any:
-        cursor = await conn.execute(
-            "SELECT inserted_at FROM heph_step_results WHERE instance_id = %s AND step = %s"
-            " AND kind = 'async'",
-            (instance_id, step_path),
-        )
-        row = await cursor.fetchone()
-        return None if row is None else row[0]
-
-    # ------------------------------------------------------------------ jobs
-
-    async def jobs_of(self, conn: Conn, instance_id: str, status: str) -> list[int]:
-        """Ids of the procrastinate jobs of an instance in ``status`` (todo, doing)."""
-        cursor = await conn.execute(
-            "SELECT id FROM procrastinate_jobs WHERE args->>'instance_id' = %s AND status = %s",
-            (instance_id, status),
-        )
-        return [job_id for (job_id,) in await cursor.fetchall()]
-
-    async def cancel_todo(self, conn: Conn, instance_id: str, keep: int | None = None) -> None:
-        """Cancel, in this transaction, the instance's jobs that have not started."""
-        manager = self.app.job_manager
-        for job_id in await self.jobs_of(conn, instance_id, "todo"):
-            if job_id != keep:
-                await manager.cancel_job_by_id_async(job_id, connection=conn)
-
-    async def abort_doing(self, instance_id: str, keep: int | None = None) -> None:
-        """Ask the workers running the instance's jobs to abort them (after the commit)."""
-        manager = self.app.job_manager
+    async def _one(self, query: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         async with self.pool.connection() as conn:
-            doing = await self.jobs_of(conn, instance_id, "doing")
-        for job_id in doing:
-            if job_id != keep:
-                await manager.cancel_job_by_id_async(job_id, abort=True)
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchone()
+
+    async def start(self, instance: Instance, state: dict[str, Any]) -> bool:
+        """Store a new instance (or replace an ended one) and defer its drive job; False if
+        an active instance has the id. One statement."""
+        row = await self._one(
+            _START,
+            {
+                "id": instance.id,
+                "workflow": state["workflow"],
+                "version": instance.workflow_version,
+                "status": instance.status.value,
+                "state": Jsonb(state),
+                "at": instance.started_at,
+                "queue": self.queue,
+            },
+        )
+        return row is not None
+
+    async def post(
+        self,
+        instance_id: str,
+        kind: str,
+        event: str,
+        *,
+        step: str | None = None,
+        data: Any = None,
+        delay: float | None = None,
+        at: int,
+    ) -> None:
+        """Post a letter to the instance's inbox, notify, defer a drive job: one statement."""
+        await self._one(
+            _POST,
+            {
+                "id": instance_id,
+                "kind": kind,
+                "step": step,
+                "event": event,
+                "data": None if data is None else Jsonb(data),
+                "delay": delay,
+                "at": at,
+                "channel": self.channel,
+                "queue": self.queue,
+            },
+        )
+
+    async def claim(self, instance_id: str) -> tuple[Instance, int, Any, list[Letter]] | None:
+        """Take the instance (its epoch goes up): its state, epoch, wake time and inbox."""
+        row = await self._one(_CLAIM, {"id": instance_id})
+        if row is None:
+            return None
+        state, epoch, wake_at, inbox = row
+        return codec.loads(state), epoch, wake_at, _letters(inbox)
+
+    async def peek(self, instance_id: str) -> tuple[int, list[Letter]] | None:
+        """The instance's epoch and inbox, or None once it is gone."""
+        row = await self._one(_PEEK, {"id": instance_id})
+        return None if row is None else (row[0], _letters(row[1]))
+
+    async def discard(self, letter_ids: Sequence[int]) -> None:
+        """Delete inbox rows that were refused (nothing to apply)."""
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM heph_inbox WHERE id = ANY(%s)", (list(letter_ids),))
+
+    async def set_wake(self, instance_id: str, epoch: int, due: int | None) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE heph_instances SET wake_at = %s WHERE id = %s AND epoch = %s",
+                (None if due is None else _utc(due), instance_id, epoch),
+            )
+
+    async def wake(self, lease: float) -> None:
+        """Defer a drive job for each instance whose timer is due (held ``lease`` seconds)."""
+        await self._one(_WAKE, {"lease": lease, "queue": self.queue})
+
+    async def orphans(self, age: float) -> None:
+        """Defer a drive job for each unfinished instance that nothing drives."""
+        await self._one(_ORPHANS, {"age": age, "queue": self.queue})
+
+    async def cancel(self, instance_id: str, cancel: Any) -> Instance | None:
+        """Cancel the instance in one transaction: ``cancel(instance)`` is its new state.
+
+        Its epoch goes up, so the worker driving it can write nothing more, and
+        that worker is told at once (NOTIFY) to stop its running steps.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT state::text FROM heph_instances WHERE id = %s FOR UPDATE", (instance_id,)
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            before = codec.loads(row[0])
+            if before.terminal:
+                return before
+            new: Instance = cancel(before)
+            stopped = [step.step_key for step in before.active_steps]
+            record = Record(h.CANCELLED, time.time_ns(), details={"stopped": stopped})
+            await conn.execute(
+                "UPDATE heph_instances SET status = %s, state = %s, epoch = epoch + 1,"
+                " wake_at = NULL, updated_at = now() WHERE id = %s",
+                (new.status.value, Jsonb(codec.encode(new)), instance_id),
+            )
+            await conn.execute(
+                "INSERT INTO heph_history (instance_id, kind, at, details) VALUES (%s, %s, %s, %s)",
+                (instance_id, record.kind, record.at, Jsonb(record.details)),
+            )
+            await conn.execute("DELETE FROM heph_inbox WHERE instance_id = %s", (instance_id,))
+            await conn.execute("SELECT pg_notify(%s, %s)", (self.channel, instance_id))
+            return new
+
+    async def retry_stalled(self, seconds_since_heartbeat: float) -> int:
+        """Retry the drive jobs of workers whose heartbeat stopped; the number retried."""
+        manager = self.app.job_manager
+        retried = 0
+        for job in await manager.get_stalled_jobs(
+            queue=self.queue, seconds_since_heartbeat=seconds_since_heartbeat
+        ):
+            try:
+                await manager.retry_job(job)
+                retried += 1
+            except Exception:  # another reconciler won, or the job moved on
+                continue
+        return retried

@@ -1,8 +1,12 @@
 """``DistributedRunner``: the runner API over PostgreSQL, usable from any process.
 
-It never executes a step: it writes instances and resumes, in transactions
-that also defer the jobs the workers (:class:`~hephaestus.distributed.Worker`)
-run. Web handlers, scripts and workers can all use one.
+It never executes a step. ``start`` stores an instance and defers its drive
+job in one statement; ``resume``, ``send`` and ``schedule_resume`` check the
+stored instance, then put a letter in its inbox, notify the worker driving
+it and defer a drive job, in one statement; ``cancel`` ends the instance in
+one transaction that fences off its driver. The workers
+(:class:`~hephaestus.distributed.Worker`) do the rest. Web handlers, scripts
+and workers can all use one.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from hephaestus import telemetry as emit
 from hephaestus.core import engine
+from hephaestus.core.history import Record
 from hephaestus.core.instance import Context, Instance, Status
 from hephaestus.core.step import Step
 from hephaestus.core.workflow import Workflow
 from hephaestus.distributed._backend import Backend, Conn, check_schema, make_pool, migrate
-from hephaestus.distributed._jobs import Jobs
 from hephaestus.exceptions import (
     AlreadyRunning,
     InstanceNotFound,
@@ -53,7 +57,7 @@ class DistributedRunner:
     ``max_pool_size`` connections) or ``pool`` (yours; its connections must
     use ``search_path`` set to ``schema``, see ``make_pool``). ``schema`` is
     the PostgreSQL schema of the tables, created and migrated on entering.
-    ``wait`` polls the instance every ``poll_interval`` seconds.
+    ``wait`` polls the instance, at most ``poll_interval`` seconds apart.
     """
 
     def __init__(
@@ -74,7 +78,7 @@ class DistributedRunner:
         self._dsn = dsn
         self._given = pool
         self._max_pool_size = max_pool_size
-        self._jobs: Jobs | None = None
+        self._backend: Backend | None = None
         self._pool: AsyncConnectionPool[Conn] | None = None
 
     def __repr__(self) -> str:
@@ -93,7 +97,7 @@ class DistributedRunner:
                 await pool.close()
             raise
         self._pool = pool
-        self._jobs = Jobs(Backend(pool, self.schema, app), self)
+        self._backend = Backend(pool, self.schema, app)
         emit.runner_init(
             {"name": self.name, "runner": type(self), "storage": "postgres", "pid": os.getpid()}
         )
@@ -105,18 +109,18 @@ class DistributedRunner:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        jobs, pool = self._jobs, self._pool
-        self._jobs = self._pool = None
-        if jobs is not None:
-            await jobs.backend.app.close_async()
+        backend, pool = self._backend, self._pool
+        self._backend = self._pool = None
+        if backend is not None:
+            await backend.app.close_async()
         if pool is not None and self._given is None:
             await pool.close()
 
     @property
-    def _ready(self) -> Jobs:
-        if self._jobs is None:
+    def _ready(self) -> Backend:
+        if self._backend is None:
             raise RunnerStopped(f"{self!r} is not open: use `async with DistributedRunner(...)`")
-        return self._jobs
+        return self._backend
 
     # ------------------------------------------------------------------ the API
 
@@ -129,17 +133,11 @@ class DistributedRunner:
         version: int | None = None,
         telemetry_metadata: Mapping[str, Any] | None = None,
     ) -> str:
-        """Store a new instance and defer its first advance, in one transaction."""
-        jobs = self._ready
+        """Store a new instance and defer its drive job, in one statement."""
+        backend = self._ready
         concrete, iid, initial, metadata = check_start(
             workflow, context, id, version, telemetry_metadata
         )
-        if concrete.definition.maps:
-            mapped = ", ".join(sorted(s.__qualname__ for s in concrete.definition.maps))
-            raise NotImplementedError(
-                f"{concrete.__qualname__} maps {mapped}: the DistributedRunner does not run "
-                f"maps yet (the LocalRunner does)"
-            )
         instance = Instance(
             iid,
             concrete,
@@ -150,10 +148,8 @@ class DistributedRunner:
             started_at=time.time_ns(),
         )
         state = codec.encode(instance)  # refuses what it cannot store, before any SQL
-        async with jobs.backend.pool.connection() as conn, conn.transaction():
-            if not await jobs.backend.insert(conn, instance, state):
-                raise AlreadyRunning(iid)
-            await jobs.defer_advance(conn, iid)
+        if not await backend.start(instance, state):
+            raise AlreadyRunning(iid)
         emit.workflow_start(
             instance,
             {
@@ -173,18 +169,28 @@ class DistributedRunner:
 
     async def get(self, instance_id: str) -> Instance:
         """The instance as it is stored now."""
-        instance = await self._ready.backend.storage.get(check_id(instance_id))
+        instance = await self._ready.storage.get(check_id(instance_id))
         if instance is None:
             raise InstanceNotFound(instance_id)
         return instance
 
     async def list(self, **filters: Any) -> builtins.list[Instance]:
         """The stored instances matching the filters (``status``, ``workflow``, ...)."""
-        return await self._ready.backend.storage.query(**filters)
+        return await self._ready.storage.query(**filters)
+
+    async def history(
+        self, instance_id: str, *, offset: int = 0, limit: int | None = None
+    ) -> builtins.list[Record]:
+        """What happened to the instance, oldest first (see ``LocalRunner.history``)."""
+        storage = self._ready.storage
+        records = await storage.history(check_id(instance_id), offset=offset, limit=limit)
+        if not records and await storage.get(instance_id) is None:
+            raise InstanceNotFound(instance_id)
+        return records
 
     async def wait(self, instance_id: str, *, timeout: float | None = None) -> Instance:  # noqa: ASYNC109  # the documented API
         """The instance once it has ended; ``TimeoutError`` after ``timeout`` seconds."""
-        storage = self._ready.backend.storage
+        storage = self._ready.storage
         check_id(instance_id)
         delay = min(0.005, self.poll_interval)
         instance = None
@@ -210,104 +216,94 @@ class DistributedRunner:
         *,
         step: type[Step] | str | None = None,
     ) -> None:
-        """Record a resume for a waiting step and defer the advance that applies it.
+        """Resume a waiting step: checked against the stored instance, applied by its worker.
 
-        ``data`` becomes the step's output in the context; data JSON cannot
-        hold is refused (``NotSerializable``) before anything is written.
+        Refused, with nothing written, when the stored instance has no step
+        waiting (``NotWaiting``), several and no ``step`` says which
+        (``AmbiguousResume``), or the step does not declare ``event``
+        (``UndeclaredEvent``); ``data`` JSON cannot hold raises
+        ``NotSerializable``. A resume that a timer or another resume beats
+        to the step while it travels changes nothing.
         """
-        jobs = self._ready
+        backend = self._ready
         check_id(instance_id)
         check_event(event)
         check_step(step)
         sent = check_data(data)
         if sent is not None:
             codec.encode_value(sent, "the data of the resume")
-        backend = jobs.backend
-        async with backend.pool.connection() as conn, conn.transaction():
-            instance, target, parked = await self._waiting(conn, instance_id, step)
-            declared = target.declared_events(instance.step_configs.get(target))
-            if event not in declared:
-                raise UndeclaredEvent(target.__qualname__, event, declared)
-            if not await backend.record(
-                conn, instance_id, codec.import_path(target), "resumed", event=event,
-                updates=sent, source="external",
-            ):  # fmt: skip
-                raise NotWaiting(
-                    f"instance {instance_id!r}: step {target.__qualname__} was resumed already"
-                )
-            await jobs.defer_advance(conn, instance_id)
-        emit.step_resume(
-            instance,
-            target,
-            {
-                "step_key": target.step_key,
-                "resume_event": event,
-                "source": "external",
-                "wait_duration": max(int((time.time() - parked) * 1e9), 0),
-                "runner": type(self),
-            },
+        instance = await self._active(instance_id)
+        target = waiting_step(instance, instance.waiting_steps, step)
+        declared = target.declared_events(instance.step_configs.get(target))
+        if event not in declared:
+            raise UndeclaredEvent(target.__qualname__, event, declared)
+        await backend.post(
+            instance_id,
+            "resume",
+            event,
+            step=codec.import_path(target),
+            data=sent,
+            at=time.time_ns(),
         )
 
     async def send(
         self, instance_id: str, event: str, data: Mapping[str, Any] | None = None
     ) -> None:
-        """Messages are not delivered by the distributed runner yet: refused, nothing written."""
-        raise NotImplementedError(
-            "the DistributedRunner does not take messages yet (the LocalRunner does); "
-            "use resume() once the step waits"
-        )
+        """Send the instance a message, whatever it is doing now (see ``LocalRunner.send``).
+
+        Kept in the instance's inbox until its worker applies it: delivered
+        at once to a step waiting for ``event``, else kept with the instance
+        for the first step that parks waiting for it. Refused, with nothing
+        written, when the instance has ended (``NotWaiting``) or no step of its
+        workflow declares ``event`` (``UndeclaredEvent``).
+        """
+        backend = self._ready
+        check_id(instance_id)
+        check_event(event)
+        sent = check_data(data)
+        if sent is not None:
+            codec.encode_value(sent, "the data of the message")
+        instance = await self._active(instance_id)
+        now = time.time_ns()
+        engine.send(instance, event, sent, now=now)  # raises: undeclared
+        await backend.post(instance_id, "send", event, data=sent, at=now)
 
     async def schedule_resume(self, instance_id: str, step: type[Step] | str, delay: float) -> None:
         """The waiting ``step`` resumes itself with ``"timeout"`` after ``delay`` seconds."""
         delay = check_delay(delay)
-        jobs = self._ready
+        backend = self._ready
         check_id(instance_id)
         check_step(step)
-        async with jobs.backend.pool.connection() as conn, conn.transaction():
-            instance, target, _ = await self._waiting(conn, instance_id, step)
-            if "timeout" not in target.declared_events(instance.step_configs.get(target)):
-                raise UndeclaredEvent(
-                    target.__qualname__,
-                    "timeout",
-                    target.declared_events(instance.step_configs.get(target)),
-                )
-            await jobs.defer_timer(
-                conn, instance_id, target, time.time_ns() + int(delay * 1_000_000_000)
-            )
+        instance = await self._active(instance_id)
+        target = waiting_step(instance, instance.waiting_steps, step)
+        declared = target.declared_events(instance.step_configs.get(target))
+        if "timeout" not in declared:
+            raise UndeclaredEvent(target.__qualname__, "timeout", declared)
+        await backend.post(
+            instance_id,
+            "timer",
+            "timeout",
+            step=codec.import_path(target),
+            delay=delay,
+            at=time.time_ns(),
+        )
 
     async def cancel(self, instance_id: str) -> Instance:
-        """Cancel the instance: its pending jobs are cancelled, running ones asked to abort."""
-        backend = self._ready.backend
-        check_id(instance_id)
-        async with backend.pool.connection() as conn, conn.transaction():
-            loaded = await backend.load(conn, instance_id, lock=True)
-            if loaded is None:
-                raise InstanceNotFound(instance_id)
-            instance, advances = loaded
-            if instance.terminal:
-                return instance
-            instance = engine.cancel(instance)
-            await backend.update(conn, instance, advances)
-            await backend.cancel_todo(conn, instance_id)
-        await backend.abort_doing(instance_id)
-        return instance
+        """Cancel the instance now, in one transaction; its worker stops its running steps.
 
-    async def _waiting(
-        self, conn: Conn, instance_id: str, step: type[Step] | str | None
-    ) -> tuple[Instance, type[Step], float]:
-        """The instance, the step a resume is for, and when it parked (epoch seconds)."""
-        backend = self._ready.backend
-        loaded = await backend.load(conn, instance_id, lock=False)
-        if loaded is None:
+        Works whether or not a worker runs. Cancelling an ended instance
+        returns it unchanged.
+        """
+        backend = self._ready
+        cancelled = await backend.cancel(check_id(instance_id), engine.cancel)
+        if cancelled is None:
             raise InstanceNotFound(instance_id)
-        instance = loaded[0]
+        return cancelled
+
+    async def _active(self, instance_id: str) -> Instance:
+        instance = await self._ready.storage.get(instance_id)
+        if instance is None:
+            raise InstanceNotFound(instance_id)
         if instance.terminal:
             raise NotWaiting(f"instance {instance_id!r} is {instance.status}, not waiting")
-        parks = await backend.unprocessed_parks(conn, instance_id)
-        parked_at = {codec.resolve(path): at.timestamp() for path, at in parks.items()}
-        waiting = set(instance.waiting_steps) | set(parked_at)
-        target = waiting_step(instance, waiting, step)
-        if target not in parked_at:
-            at = await backend.parked_at(conn, instance_id, codec.import_path(target))
-            parked_at[target] = time.time() if at is None else at.timestamp()
-        return instance, target, parked_at[target]
+        return instance

@@ -1,49 +1,89 @@
-"""``Worker``: runs the distributed runner's jobs, in its own process or inside an application.
+"""``Worker``: drives instances for the distributed runner, in its own process or in an app.
 
 ```python
-async with Worker(dsn, schema="hephaestus", concurrency=8):
-    ...   # the worker runs jobs in the background until the block ends
+async with Worker(dsn, schema="hephaestus", concurrency=100):
+    ...   # the worker drives instances in the background until the block ends
 ```
 
-or ``hephaestus worker --dsn ... --concurrency 8``, which runs until SIGINT
-or SIGTERM. Each worker also reconciles every ``reconcile_every`` seconds:
-it retries the jobs of workers whose heartbeat stopped ``stalled_after``
-seconds ago (a killed process), and defers an advance for any instance whose
-results nobody would apply.
+or ``hephaestus worker --dsn ... --concurrency 100``, which runs until SIGINT
+or SIGTERM. A worker runs procrastinate's worker for the ``heph.drive`` jobs
+(see ``driving``), and three loops beside it: it listens for the
+notifications of letters and cancels; every ``poll_interval`` seconds it
+defers a drive job for each instance whose timer is due; every
+``reconcile_every`` seconds it retries the drive jobs of workers whose
+heartbeat stopped ``stalled_after`` seconds ago (a killed process), and
+defers one for any unfinished instance that nothing drives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
+import time
 from types import TracebackType
+from typing import Any
 
 import anyio
 import procrastinate
+import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from hephaestus import telemetry as emit
-from hephaestus.distributed._backend import Backend, Conn, check_schema, make_pool, migrate
-from hephaestus.distributed._jobs import Jobs
+from hephaestus.distributed._backend import DRIVE, Backend, Conn, check_schema, make_pool, migrate
+from hephaestus.distributed.driving import Driver
 
 __all__ = ["Worker"]
 
 _logger = structlog.get_logger("hephaestus.distributed")
 
 
-class Worker:
-    """Executes steps and advances instances: as many at once as ``concurrency``.
+class _DriveRetry(procrastinate.BaseRetryStrategy):
+    """A drive job cut short is driven again: at once when its worker stopped, else backed off.
 
-    ``dsn`` or ``pool`` as for :class:`DistributedRunner` (an own pool has
-    ``concurrency + 4`` connections). ``heartbeat`` is how often the worker
-    tells the database it is alive; ``stalled_after`` how long a silent
-    worker's jobs wait before they are retried elsewhere; ``shutdown_timeout``
-    how long leaving waits for running jobs before aborting them. New jobs wake
-    the worker at once (LISTEN/NOTIFY); ``poll_interval`` is how often it looks
-    for jobs that became due without a notification: timers and retries, so
-    they fire up to that late.
+    A worker stopping past its shutdown timeout aborts its drive jobs
+    (``CancelledError``): another worker goes on from the last stored state.
+    Anything else (the database away during a claim) is retried with a capped
+    backoff, 20 times.
+    """
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate.jobs.Job
+    ) -> procrastinate.RetryDecision | None:
+        if isinstance(exception, asyncio.CancelledError):
+            return procrastinate.RetryDecision(retry_at=_utc(time.time()))
+        if job.attempts >= 20:
+            return None
+        return procrastinate.RetryDecision(
+            retry_at=_utc(time.time() + min(0.05 * 2**job.attempts, 10.0))
+        )
+
+
+def _conninfo(pool: AsyncConnectionPool[Conn]) -> str:
+    """The pool's connection string with its options (its ``search_path``), to listen apart."""
+    conninfo, kwargs = pool.conninfo, pool.kwargs
+    if not isinstance(conninfo, str) or not isinstance(kwargs, dict):
+        raise TypeError("the worker's pool needs a plain connection string and kwargs to listen")
+    return psycopg.conninfo.make_conninfo(conninfo, options=kwargs.get("options"))
+
+
+def _utc(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+
+
+class Worker:
+    """Drives instances: as many at once as ``concurrency`` (their steps run concurrently).
+
+    ``dsn`` or ``pool`` as for :class:`DistributedRunner` (an own pool has up
+    to ``max_pool_size`` connections, plus one that listens). ``heartbeat``
+    is how often the worker tells the database it is alive; ``stalled_after``
+    how long a silent worker's instances wait before another worker drives
+    them; ``shutdown_timeout`` how long leaving waits for running instances
+    to reach a stop before cutting them short (they go on elsewhere, from
+    their last stored step). New work wakes the worker at once
+    (LISTEN/NOTIFY); ``poll_interval`` is how often it looks for timers that
+    fell due, so they fire up to that late.
     """
 
     def __init__(
@@ -52,13 +92,14 @@ class Worker:
         *,
         pool: AsyncConnectionPool[Conn] | None = None,
         schema: str = "hephaestus",
-        concurrency: int = 4,
+        concurrency: int = 100,
         name: str | None = None,
         heartbeat: float = 10.0,
         stalled_after: float = 30.0,
         reconcile_every: float = 5.0,
         shutdown_timeout: float = 30.0,
         poll_interval: float = 0.5,
+        max_pool_size: int = 10,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ValueError("give exactly one of dsn= and pool=")
@@ -74,6 +115,7 @@ class Worker:
         self.poll_interval = poll_interval
         self._dsn = dsn
         self._given = pool
+        self._max_pool_size = max_pool_size
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -102,8 +144,8 @@ class Worker:
                 await task
 
     async def run(self, *, install_signals: bool = True) -> None:
-        """Run jobs until cancelled (or, with ``install_signals``, until SIGINT/SIGTERM)."""
-        pool = self._given or make_pool(self._dsn or "", self.schema, self.concurrency + 4)
+        """Drive instances until cancelled (or, with ``install_signals``, until SIGINT/SIGTERM)."""
+        pool = self._given or make_pool(self._dsn or "", self.schema, self._max_pool_size)
         if self._given is None:
             await pool.open()
         try:
@@ -111,14 +153,20 @@ class Worker:
             app = procrastinate.App(connector=procrastinate.PsycopgConnector())
             async with app.open_async(pool=pool):
                 backend = Backend(pool, self.schema, app)
-                jobs = Jobs(backend, self)
-                emit.runner_init(
-                    {"name": self.name, "runner": type(self), "storage": "postgres",
-                     "pid": os.getpid()}
-                )  # fmt: skip
-                self._ready.set()
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._reconcile, jobs)
+                driver = Driver(backend, name=self.name, hold=self.poll_interval)
+
+                async def drive(context: procrastinate.JobContext, instance_id: str) -> None:
+                    assert context.job is not None
+                    await driver.drive(instance_id, context.job.attempts)
+
+                app.task(name=DRIVE, queue=backend.queue, pass_context=True, retry=_DriveRetry())(
+                    drive
+                )
+                async with driver, anyio.create_task_group() as tg:
+                    await tg.start(self._listen, backend, driver)
+                    tg.start_soon(self._every, self.reconcile_every, self._reconcile, backend)
+                    tg.start_soon(self._every, self.poll_interval, self._wake, backend)
+                    self._ready.set()
                     await app.run_worker_async(
                         queues=[backend.queue],
                         name=self.name,
@@ -137,10 +185,40 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await pool.close()
 
-    async def _reconcile(self, jobs: Jobs) -> None:
+    async def _listen(
+        self, backend: Backend, driver: Driver, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """Hand the driver each instance a letter or a cancel was committed for."""
+        started = False
         while True:
-            await anyio.sleep(self.reconcile_every)
             try:
-                await jobs.reconcile(self.stalled_after)
+                async with await psycopg.AsyncConnection.connect(
+                    _conninfo(backend.pool), autocommit=True
+                ) as conn:
+                    await conn.execute(f'LISTEN "{backend.channel}"')
+                    if not started:
+                        started = True
+                        task_status.started()
+                    async for notice in conn.notifies():
+                        driver.notified(notice.payload)
+            except psycopg.Error:  # the database went away: listen again (puts fence meanwhile)
+                _logger.warning("notifications lost; listening again", worker=self.name)
+                if not started:
+                    started = True
+                    task_status.started()
+                await anyio.sleep(1.0)
+
+    async def _every(self, seconds: float, work: Any, backend: Backend) -> None:
+        while True:
+            await anyio.sleep(seconds)
+            try:
+                await work(backend)
             except Exception:  # the database is away for a moment: try again later
-                _logger.exception("reconcile failed", worker=self.name)
+                _logger.exception("periodic work failed", worker=self.name, work=work.__name__)
+
+    async def _wake(self, backend: Backend) -> None:
+        await backend.wake(max(self.stalled_after, 1.0))
+
+    async def _reconcile(self, backend: Backend) -> None:
+        await backend.retry_stalled(self.stalled_after)
+        await backend.orphans(self.stalled_after)

@@ -53,6 +53,7 @@ from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import (
     AlreadyRunning,
     HephaestusError,
+    InstanceLost,
     InstanceNotFound,
     MapError,
     NotSerializable,
@@ -127,9 +128,11 @@ class _Run:
         "fans",
         "instance",
         "locked",
+        "lost",
         "parked_at",
         "pending",
         "persisted",
+        "settled",
         "sibling_failed",
         "stacktrace",
         "tasks",
@@ -154,6 +157,10 @@ class _Run:
         self.timers: dict[type[Step], Handle] | None = None  # armed timers, by step
         # History records to write with the next change (a retried attempt's failure).
         self.pending: list[Record] | None = None
+        self.lost = False  # another process took the instance: its branches stop quietly
+        # Set when the run may have gone idle (no branch left, or ended); made by
+        # whoever waits for that (a distributed worker's drive job).
+        self.settled: asyncio.Future[None] | None = None
 
 
 _Unit = type[Step] | tuple[type[Step], int]
@@ -217,7 +224,7 @@ class LocalRunner:
             raise RuntimeError(f"{self!r} is already running")
         # Read before anything starts: a storage that cannot be read fails the
         # entry with its own exception, and nothing is left to stop.
-        unfinished = await self.storage.query(status_in=_ACTIVE_STATUSES)
+        unfinished = await self._unfinished()
         if self._max_concurrency is not None:
             self._limiter = anyio.CapacityLimiter(self._max_concurrency)
         tg = anyio.create_task_group()
@@ -256,6 +263,10 @@ class LocalRunner:
             self._tg = None
             self._runs.clear()
             self._timers = TimerQueue(self._fire_timer)
+
+    async def _unfinished(self) -> builtins.list[Instance]:
+        """The instances entering recovers: the storage's unfinished ones."""
+        return await self.storage.query(status_in=_ACTIVE_STATUSES)
 
     async def _stop_drivers(self) -> None:
         """Cancel every driver and background change; wait until they have all stopped."""
@@ -675,7 +686,7 @@ class LocalRunner:
                     await self.storage.put(instance, records)
                 return
             except StorageError as exc:
-                if not (exc.transient or forever):
+                if not (exc.transient or forever) or isinstance(exc, InstanceLost):
                     raise
                 attempt += 1
                 if attempt == 1 or attempt % 10 == 0:
@@ -700,6 +711,24 @@ class LocalRunner:
             return
         raise error
 
+    def _abandon(self, run: _Run) -> None:
+        """Another process took the instance: stop its branches and timers, write nothing more."""
+        run.lost = True
+        current = asyncio.current_task()
+        for task in run.tasks or ():
+            if task is not current:
+                task.cancel()
+                self._background.add(task)  # awaited by the runner's stop
+                task.add_done_callback(self._background.discard)
+        if run.timers:
+            for handle in run.timers.values():
+                self._timers.cancel(handle)
+            run.timers = None
+        if self._runs.get(run.instance.id) is run:
+            del self._runs[run.instance.id]
+        _set(run.done)
+        _set(run.settled)
+
     def _finish(self, run: _Run) -> None:
         """The instance ended: drop its timers, release waiters and forget the run."""
         if self._runs.get(run.instance.id) is run:
@@ -707,6 +736,7 @@ class LocalRunner:
         if run.timers:
             self._retime(run)
         _set(run.done)
+        _set(run.settled)
 
     def _retime(self, run: _Run) -> None:
         """Arm the instance's new timers and cancel the ones it no longer has."""
@@ -745,6 +775,7 @@ class LocalRunner:
             await self._change(run, resumed, internal=True)
         except Exception as exc:  # the storage refused it: the instance fails, not hangs
             await self._refused(run, step, _refusal(exc), exc)
+        _set(run.settled)
 
     def _resumption(
         self,
@@ -950,6 +981,8 @@ class LocalRunner:
             tasks = run.tasks
             if tasks is not None:
                 tasks.discard(asyncio.current_task())
+                if not tasks:
+                    _set(run.settled)
 
     def _advance(self, run: _Run, instance: Instance) -> Instance:
         """The engine's advance, announced by ``engine:advance``; the advanced instance."""
@@ -1053,6 +1086,9 @@ class LocalRunner:
         runner runs: the instance is never left ``running`` with nothing
         driving it. Its other branches are stopped.
         """
+        if isinstance(exc, InstanceLost):
+            self._abandon(run)
+            return
         await self._lock(run)
         try:
             before = run.instance
@@ -1067,7 +1103,11 @@ class LocalRunner:
             records = _changes(before, failed, now)
             if step is not None:
                 records.insert(0, _failure(step, item, 1, kind, exc, 0, now))
-            await self._store(run, failed, _taken(run, records), forever=True)
+            try:
+                await self._store(run, failed, _taken(run, records), forever=True)
+            except InstanceLost:
+                self._abandon(run)
+                return
             run.instance = run.persisted = failed
         finally:
             self._unlock(run)
@@ -1121,7 +1161,7 @@ class LocalRunner:
                 if run.sibling_failed:  # another step failed: this one stops after it
                     self._cancelled_by_sibling(run, step, item)
                     raise
-                if not (run.instance.terminal or self._stopping):
+                if not (run.instance.terminal or self._stopping or run.lost):
                     # Nobody cancelled the step (cancel() ends the instance first, and
                     # the runner stops first): it raised CancelledError itself, say
                     # because it awaited a future someone else cancelled. A failure.

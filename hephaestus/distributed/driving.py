@@ -1,0 +1,235 @@
+"""The worker's driver: the ``LocalRunner``'s driver, driving the instances its jobs claim.
+
+A drive job (``heph.drive``, procrastinate lock ``heph:<id>``: one at a time
+per instance, in order) claims its instance: one statement raises the
+instance's epoch and reads its state and inbox. The instance then runs here
+exactly as on a ``LocalRunner`` (the same class, the same loop): its steps
+execute in this process, concurrently where the graph allows, and each
+change is one fenced put of ``PostgresStorage`` (group-committed with the
+other instances this worker drives) that only lands while the epoch is
+still the claimed one. The inbox's letters (resumes, messages, timers sent
+from any process) are applied through the runner's own methods; the put that
+stores a letter's effect deletes the letter. Once nothing runs (the instance
+ended, or waits for an event or a timer not due soon), the job releases the
+instance and ends; a later letter or a due timer defers the next drive job.
+
+A cancel (from any process) raises the epoch and notifies the worker, which
+stops the instance's running steps; another worker that took the instance
+over (after this one's heartbeat stopped) does the same to its writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import structlog
+
+from hephaestus.core import history as h
+from hephaestus.core.history import Record
+from hephaestus.core.instance import Instance, Status
+from hephaestus.distributed._backend import Backend, Letter
+from hephaestus.exceptions import HephaestusError, InstanceLost, StorageError
+from hephaestus.runtime.local import LocalRunner, _Run
+from hephaestus.runtime.storage import codec
+
+__all__ = ["Driver"]
+
+_logger = structlog.get_logger("hephaestus.distributed")
+
+
+class Driver(LocalRunner):
+    """A ``LocalRunner`` that drives only the instances its worker's drive jobs claim.
+
+    ``hold`` is how far ahead a timer keeps its instance in this worker (the
+    worker's polling interval: a later timer is woken by the polling).
+    """
+
+    def __init__(self, backend: Backend, *, name: str, hold: float) -> None:
+        super().__init__(backend.storage, name=name)
+        self._backend = backend
+        self._hold = hold
+        self._epochs: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self._mail: dict[str, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"Driver(name={self.name!r}, schema={self._backend.schema!r})"
+
+    async def _unfinished(self) -> builtins.list[Instance]:
+        return []  # instances come one by one, with their drive jobs
+
+    async def drive(self, instance_id: str, attempt: int) -> None:
+        """Drive the instance until nothing runs; ``attempt`` > 0: its last driver died."""
+        claimed = await self._backend.claim(instance_id)
+        if claimed is None:
+            return  # deleted
+        instance, epoch, wake_at, inbox = claimed
+        if instance.terminal:
+            if inbox:
+                await self._backend.discard([letter.id for letter in inbox])
+            return
+        old = self._runs.get(instance_id)
+        if old is not None:  # a drive of it here lost it: this job goes on from the store
+            self._abandon(old)
+        run = _Run(instance)
+        run.persisted = instance
+        if attempt:
+            details = {"runner": self.name, "status": instance.status.value}
+            run.pending = [Record(h.RECOVERED, time.time_ns(), details=details)]
+        self._runs[instance_id] = run
+        self._epochs[instance_id] = epoch
+        self._seen[instance_id] = 0
+        self.storage.fence(instance_id, epoch)  # type: ignore[attr-defined]
+        try:
+            self._retime(run)
+            if instance.status is not Status.WAITING:
+                self._spawn(run)
+            if inbox:
+                await self._deliver(run, inbox)
+            await self._until_idle(run)
+        except BaseException:
+            self._abandon(run)  # cut short (the worker stops): another drive goes on
+            raise
+        finally:
+            self._release(run, epoch, wake_at)
+
+    async def _until_idle(self, run: _Run) -> None:
+        """Return once the run has ended, or nothing of it runs and no timer falls due soon."""
+        iid = run.instance.id
+        loop = asyncio.get_running_loop()
+        while self._runs.get(iid) is run:
+            if run.tasks or run.locked:
+                run.settled = loop.create_future()
+                await run.settled
+                continue
+            timers = run.instance.timers
+            if timers and not run.instance.terminal:
+                due = min(timer.due for timer in timers.values())
+                wait = (due - time.time_ns()) / 1e9
+                if wait <= self._hold:  # it fires here (or has fired: its change is on its way)
+                    run.settled = loop.create_future()
+                    with anyio.move_on_after(max(wait, 0) + 0.05):
+                        await run.settled
+                    continue
+            return
+
+    def _release(self, run: _Run, epoch: int, wake_at: Any) -> None:
+        """The drive job ends: forget the run; fix the stored wake time if it is stale."""
+        iid = run.instance.id
+        if self._runs.get(iid) is run:
+            del self._runs[iid]
+            if run.timers:
+                for handle in run.timers.values():
+                    self._timers.cancel(handle)
+                run.timers = None
+        if self._epochs.get(iid) == epoch:
+            del self._epochs[iid]
+            self._seen.pop(iid, None)
+            self.storage.fence(iid, None)  # type: ignore[attr-defined]
+        instance = run.instance
+        if run.lost or instance.terminal or run.persisted is not instance:
+            return
+        timers = instance.timers
+        due = min(timer.due for timer in timers.values()) if timers else None
+        stored = None if wake_at is None else int(wake_at.timestamp() * 1e9)
+        if stored != due and (stored is None or due is None or abs(stored - due) > 1_000_000):
+            self._in_background(self._backend.set_wake(iid, epoch, due))
+
+    # ------------------------------------------------------------------ the inbox
+
+    def notified(self, instance_id: str) -> None:
+        """A letter or a cancel for the instance was committed: look at it if we drive it."""
+        run = self._runs.get(instance_id)
+        if run is None or run.lost:
+            return
+        task = asyncio.get_running_loop().create_task(self._read_mail(run))
+        if run.tasks is None:
+            run.tasks = {task}
+        else:
+            run.tasks.add(task)
+        task.add_done_callback(lambda t: _done(run, t))
+
+    async def _read_mail(self, run: _Run) -> None:
+        iid = run.instance.id
+        peeked = await self._backend.peek(iid)
+        if self._runs.get(iid) is not run:
+            return
+        if peeked is None or peeked[0] != self._epochs.get(iid):
+            self._abandon(run)  # cancelled, or driven elsewhere now
+            return
+        await self._deliver(run, peeked[1])
+
+    async def _deliver(self, run: _Run, letters: Sequence[Letter]) -> None:
+        """Apply the letters not applied yet, in order, one at a time per instance."""
+        iid = run.instance.id
+        lock = self._mail.get(iid)
+        if lock is None:
+            lock = self._mail[iid] = asyncio.Lock()
+        try:
+            async with lock:
+                refused = []
+                for letter in letters:
+                    if (
+                        letter.id <= self._seen.get(iid, letter.id)
+                        or self._runs.get(iid) is not run
+                    ):
+                        continue
+                    self._seen[iid] = letter.id
+                    self.storage.fence(iid, self._epochs[iid], letter.id)  # type: ignore[attr-defined]
+                    if not await self._apply(run, letter):
+                        refused.append(letter.id)
+                if refused:
+                    await self._backend.discard(refused)
+        finally:
+            if not lock.locked() and self._mail.get(iid) is lock:
+                del self._mail[iid]
+
+    async def _apply(self, run: _Run, letter: Letter) -> bool:
+        """Apply one letter through the runner's own methods; False if it was refused."""
+        iid = run.instance.id
+        attempt = 0
+        while True:
+            try:
+                if letter.kind == "resume":
+                    step = None if letter.step is None else codec.resolve(letter.step)
+                    await self.resume(iid, letter.event, letter.data, step=step)
+                elif letter.kind == "send":
+                    await self.send(iid, letter.event, letter.data)
+                else:
+                    assert letter.step is not None
+                    assert letter.delay is not None
+                    left = letter.delay - (time.time_ns() - letter.sent_at) / 1e9
+                    await self.schedule_resume(iid, codec.resolve(letter.step), max(left, 0.0))
+                return True
+            except InstanceLost:
+                self._abandon(run)
+                return True
+            except StorageError as exc:
+                if not exc.transient:
+                    raise
+                attempt += 1
+                await anyio.sleep(min(0.005 * 2**attempt, 5.0))
+            except HephaestusError as exc:  # it no longer applies (a timer came first, ...)
+                _logger.info(
+                    "a letter was refused",
+                    instance_id=iid,
+                    kind=letter.kind,
+                    event=letter.event,
+                    reason=str(exc),
+                )
+                return False
+
+
+def _done(run: _Run, task: asyncio.Task[None]) -> None:
+    tasks = run.tasks
+    if tasks is not None:
+        tasks.discard(task)
+        if not tasks and run.settled is not None and not run.settled.done():
+            run.settled.set_result(None)
+    if not task.cancelled() and task.exception() is not None:
+        _logger.error("reading an instance's inbox failed", exc_info=task.exception())
