@@ -98,4 +98,17 @@ class EventFlow(Workflow):
     }
 
 
+class LinearFlow(Workflow):
+    """The same steps one after the other."""
+
+    start = Prepare
+    transitions = {
+        Prepare: {"ready": A},
+        A: {"done": B},
+        B: {"done": C},
+        C: {"done": Join},
+        Join: {"joined": Done},
+    }
+
+
 LOGGED_STEPS = ("prepare", "a", "b", "c", "join")

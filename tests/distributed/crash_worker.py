@@ -1,8 +1,7 @@
 """A worker process of the crash test: ``python -m distributed.crash_worker <dsn> <schema>``.
 
 A :class:`Worker` with short intervals (heartbeat 0.5 s, stalled after 2 s,
-reconciling every 0.5 s), running until SIGTERM or SIGKILL. With
-``HEPHAESTUS_TEST_PAUSE_IN_ADVANCE`` set, it pauses inside its advances.
+reconciling every 0.5 s), running until SIGTERM or SIGKILL.
 """
 
 from __future__ import annotations

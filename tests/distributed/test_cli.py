@@ -47,7 +47,7 @@ class TestMigrate:
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", schema
             )
         }
-        expected = {"heph_instances", "heph_step_results", "heph_schema_version"}
+        expected = {"heph_instances", "heph_inbox", "heph_history", "heph_schema_version"}
         expected |= {"procrastinate_jobs", "procrastinate_workers", "procrastinate_events"}
         assert expected <= tables
         assert [(len(migrations("postgres")),)] == await db.rows(

@@ -1,22 +1,23 @@
-"""Crash test: worker processes killed with SIGKILL, in a step and inside an advance.
+"""Crash test: the workers driving instances killed with SIGKILL, in a fan-out and in a chain.
 
 Three worker processes (``crash_worker``) share one schema. Twelve instances
-run ``CrashFlow`` (a fan-out of three, a join, a 0.5 s timer) or, for one of
-them, ``EventFlow`` (an external event instead of the timer); instance 0 has
-a slow step ``b``; one instance has a step ``c`` that always fails. Every
-step logs its start and end, with its pid (``crash_flows``).
+run ``CrashFlow`` (a fan-out of three, a join, a 0.5 s timer), ``LinearFlow``
+(the same steps in a row: instance 1) or ``EventFlow`` (an external event
+instead of the timer: instance 7); instances 0 and 1 have a slow step ``b``;
+instance 5 has a step ``c`` that always fails. Every step logs its start and
+end, with its pid (``crash_flows``).
 
-- Kill #2 first: the first worker runs alone with the test hook that pauses
-  each advance once it holds the instance's row lock; as soon as it logs a
-  pause, it is killed there (the other two workers are started just before).
-  Alone, it pauses first in the advance a step job runs itself once it has
-  recorded its result (when the row lock is free): PostgreSQL rolls back the
-  result with the advance, and the step runs again.
-- Kill #1: the worker running the slow step ``b`` of instance 0 is killed.
+- Kill #1: the worker driving instance 0 is killed while its step ``b`` runs,
+  in the middle of the fan-out (its siblings ``a`` and ``c`` have run).
+- Kill #2: the worker driving instance 1 is killed while ``b`` runs, in the
+  middle of the chain (``prepare`` and ``a`` are stored), unless kill #1
+  killed it already.
 
-The survivor's reconciler retries the dead workers' jobs once their
-heartbeat is 2 s old. In the end every instance has ended as it should, each
-step result was applied once, and nothing is left to do.
+The survivors' reconcilers retry the dead workers' drive jobs once their
+heartbeat is 2 s old, and another worker drives each instance on from its
+last stored step. In the end every instance has ended as it should, no step
+stored before a kill ran again, each result was applied once, and nothing is
+left to do.
 """
 
 # Tests state the expected value first: assert expected == actual.
@@ -29,9 +30,8 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import psycopg
 
 from hephaestus import Status, WaitForEvent
 from hephaestus.distributed import DistributedRunner
@@ -42,8 +42,10 @@ from .conftest import Database, eventually
 TESTS = Path(__file__).parent.parent
 ROOT = TESTS.parent
 COUNT = 12
-SLOW = 0
-"""The instance whose step ``b`` is slow (and killed)."""
+FANNED = 0
+"""The instance whose step ``b`` is slow, killed in the middle of its fan-out."""
+CHAINED = 1
+"""The instance whose step ``b`` is slow, killed in the middle of its chain."""
 FAILING = 5
 """The instance whose step ``c`` always fails."""
 EVENTFUL = 7
@@ -109,66 +111,48 @@ def lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()]
 
 
-async def row_is_locked(db: Database, instance_id: str) -> bool:
-    """Whether a transaction holds the instance's row lock (an advance in progress)."""
-    async with await db.connect() as conn:  # autocommit: the statement is its transaction
-        try:
-            await conn.execute(
-                "SELECT 1 FROM heph_instances WHERE id = %s FOR NO KEY UPDATE NOWAIT",
-                (instance_id,),
-            )
-        except psycopg.errors.LockNotAvailable:
-            return True
-    return False
+def flow_of(n: int) -> type[crash_flows.Workflow]:
+    if n == EVENTFUL:
+        return crash_flows.EventFlow
+    return crash_flows.LinearFlow if n == CHAINED else crash_flows.CrashFlow
 
 
 async def test_killed_workers_lose_nothing(
     postgres_dsn: str, schema: str, db: Database, tmp_path: Path
 ) -> None:
-    """After SIGKILLs in a step and in an advance, every instance ends right, nothing twice."""
+    """After SIGKILLs of driving workers, every instance ends right from its last stored step."""
     log = tmp_path / "steps.log"
-    advance_log = tmp_path / "advances.log"
     workers = Workers(postgres_dsn, schema, tmp_path, log)
     ids = [f"crash-{n:02d}" for n in range(COUNT)]
     deadline = time.monotonic() + DEADLINE
     async with DistributedRunner(postgres_dsn, schema=schema) as runner:  # migrates the schema
         for n, iid in enumerate(ids):
-            flow = crash_flows.EventFlow if n == EVENTFUL else crash_flows.CrashFlow
-            context = {"n": n} | ({"slow": "b"} if n == SLOW else {})
+            context = {"n": n} | ({"slow": "b"} if n in (FANNED, CHAINED) else {})
             context |= {"fail": "c"} if n == FAILING else {}
-            await runner.start(flow, context, id=iid)
+            await runner.start(flow_of(n), context, id=iid)
         try:
-            # Kill #2: inside an advance transaction, holding the row lock.
-            pauser = workers.spawn(
-                "pauser",
-                HEPHAESTUS_TEST_PAUSE_IN_ADVANCE="60",
-                HEPHAESTUS_TEST_ADVANCE_LOG=str(advance_log),
-            )
+            for name in ("first", "second", "third"):
+                workers.spawn(name)
 
-            async def pausing() -> list[list[str]]:
-                return lines(advance_log)
+            def running_b(n: int) -> Callable[[], Awaitable[int | None]]:
+                async def check() -> int | None:
+                    found = lines(log)
+                    ended = {int(line[3]) for line in found if line[:3] == [ids[n], "b", "end"]}
+                    for line in found:
+                        if line[:3] == [ids[n], "b", "start"]:
+                            pid = int(line[3])
+                            if pid in workers.alive() and pid not in ended:
+                                return pid
+                    return None
 
-            [paused_id, _, pid] = (await eventually(pausing, "an advance to pause", DEADLINE))[0]
-            assert pauser.pid == int(pid)
-            assert await row_is_locked(db, paused_id), "the kill lands inside the transaction"
-            workers.spawn("first")
-            workers.spawn("second")
-            workers.kill(pauser.pid)
-            paused = {line[0] for line in lines(advance_log)}
+                return check
 
-            # Kill #1: the worker running the slow step b of instance 0.
-            async def running_b() -> int | None:
-                found = lines(log)
-                ended = {int(line[3]) for line in found if line[:3] == [ids[SLOW], "b", "end"]}
-                for line in found:
-                    if line[:3] == [ids[SLOW], "b", "start"]:
-                        pid = int(line[3])
-                        if pid in workers.alive() and pid not in ended:
-                            return pid
-                return None
-
-            victim = await eventually(running_b, "step b of instance 0 to start", DEADLINE)
-            workers.kill(victim)
+            victims = []
+            for n in (FANNED, CHAINED):
+                victim = await eventually(running_b(n), f"step b of instance {n} to run", DEADLINE)
+                if victim not in workers.killed:
+                    workers.kill(victim)
+                victims.append(victim)
             assert workers.alive(), "a worker survives"
 
             async def event_awaited() -> bool:
@@ -182,6 +166,7 @@ async def test_killed_workers_lose_nothing(
                 iid: await runner.wait(iid, timeout=max(deadline - time.monotonic(), 1))
                 for iid in ids
             }
+            histories = {iid: await runner.history(iid) for iid in ids}
 
             async def settled() -> bool:
                 return not await db.rows(
@@ -205,22 +190,21 @@ async def test_killed_workers_lose_nothing(
         instance = final[iid]
         for key in crash_flows.LOGGED_STEPS:
             assert crash_flows.expected(iid, key) == instance.context.steps[key]
-        history = Counter(entry.step for entry in instance.execution_history)
-        assert set(history.values()) == {1}, (iid, history)
-        assert 7 == len(history)
+        path = Counter(entry.step for entry in instance.execution_history)
+        assert set(path.values()) == {1}, (iid, path)
+        assert (6 if n == CHAINED else 7) == len(path)
+        completed = Counter(r.step for r in histories[iid] if r.kind == "step_completed")
+        assert set(completed.values()) == {1}, (iid, histories[iid])
 
-    # The killed step ran again elsewhere; its result was recorded and applied once.
-    b_runs = [int(line[3]) for line in lines(log) if line[:3] == [ids[SLOW], "b", "start"]]
-    assert len(b_runs) >= 2
-    assert victim in b_runs
-    assert len(set(b_runs)) >= 2
-    assert [("B", "completed", True)] == [
-        (step, kind, processed)
-        for step, kind, _, _, processed in await db.results(ids[SLOW])
-        if step == "B"
-    ]
+    # The killed steps ran again elsewhere, in a worker that said it recovered the instance.
+    for n, victim in zip((FANNED, CHAINED), victims, strict=True):
+        b_runs = [int(line[3]) for line in lines(log) if line[:3] == [ids[n], "b", "start"]]
+        assert victim in b_runs
+        assert len(set(b_runs)) >= 2
+        assert "recovered" in [r.kind for r in histories[ids[n]]]
 
-    # A step ran more than once only when a killed worker had started it (or it failed).
+    # A step ran more than once only when a killed worker had started it (or it failed):
+    # what was stored before a kill did not run again.
     starts: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
     for instance_id, step, what, pid in lines(log):
         if what == "start":
@@ -231,32 +215,19 @@ async def test_killed_workers_lose_nothing(
         if len(pids) > 1 and not workers.killed & set(pids) and pair != (ids[FAILING], "c")
     }
     assert set() == again
+    assert [1, 1] == [len(starts[(ids[CHAINED], key)]) for key in ("prepare", "a")]
 
-    # The advance killed mid-transaction left nothing half-done.
-    assert paused
-    for iid in paused:
-        rows = await db.results(iid)
-        outcomes = Counter(step for step, kind, *_ in rows if kind in ("completed", "failed"))
-        assert set(outcomes.values()) == {1}, (iid, rows)
-        assert all(processed for *_, processed in rows), (iid, rows)
-
-    # One outcome per (instance, step, activation); every row applied; every job done.
-    assert [] == await db.rows(
-        "SELECT instance_id, step, activation FROM heph_step_results WHERE slot = 'outcome'"
-        " GROUP BY instance_id, step, activation HAVING count(*) > 1"
+    # Each wait was resumed once: by its timer, or by the external event; no letter is left.
+    resumes = Counter(
+        (iid, r.details["source"])
+        for iid, history in histories.items()
+        for r in history
+        if r.kind == "resumed"
     )
-    assert [] == await db.rows("SELECT id FROM heph_step_results WHERE processed_at IS NULL")
-    assert [] == await db.rows(
-        "SELECT id, task_name, status FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
-    )
-    # Each wait was resumed once: by its timer, or by the external event.
-    resumes = await db.rows(
-        "SELECT instance_id, source, count(*) FROM heph_step_results WHERE kind = 'resumed'"
-        " GROUP BY instance_id, source ORDER BY instance_id"
-    )
-    expected_resumes = [
-        (iid, "external" if n == EVENTFUL else "timeout", 1)
+    expected_resumes = {
+        (iid, "external" if n == EVENTFUL else "timeout"): 1
         for n, iid in enumerate(ids)
-        if n != FAILING
-    ]
-    assert expected_resumes == resumes
+        if n not in (FAILING, CHAINED)
+    }
+    assert expected_resumes == dict(resumes)
+    assert [] == await db.rows("SELECT id FROM heph_inbox")
