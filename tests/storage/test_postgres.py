@@ -14,7 +14,7 @@ import attrs
 import pytest
 import structlog
 
-from hephaestus import InstanceLoadError, NotSerializable, StorageError
+from hephaestus import InstanceLoadError, NotSerializable, Record, StorageError
 
 from . import flows
 from .conftest import GUARD, drop_schema, fresh_schema
@@ -501,3 +501,39 @@ class TestOrdering:
             await asyncio.gather(*(storage.put(i) for i in [*same, *others]))
             await asyncio.gather(storage.delete("i0"), storage.delete("i0"))
         assert {} == storage._locks
+
+
+class TestGroupCommit:
+    async def test_puts_made_together_share_one_statement(
+        self, postgres_dsn: str, pg_schema: str
+    ) -> None:
+        """50 instances put at once are one statement (one commit), each kept with its history."""
+        statements = []
+
+        class Counting(psycopg.AsyncCursor[Any]):
+            async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+                statements.append(query)
+                return await super().execute(query, *args, **kwargs)
+
+        async def counting(conn: Any) -> None:
+            conn.cursor_factory = Counting
+
+        pool = psycopg_pool.AsyncConnectionPool(
+            postgres_dsn, open=False, kwargs={"autocommit": True}, configure=counting
+        )
+        instances = [attrs.evolve(STAGES["running"], id=f"i{n}") for n in range(50)]
+        records = [(Record("started", n),) for n in range(50)]
+        async with pool, PostgresStorage(pool=pool, schema=pg_schema) as storage:
+            with anyio.fail_after(GUARD):
+                await storage.put(STAGES["waiting"])  # migrated, warm
+                statements.clear()
+                await asyncio.gather(*map(storage.put, instances, records))
+                assert 1 == len(statements)
+                kept = {i.id: i for i in await storage.query()}
+                histories = [await storage.history(i.id) for i in instances]
+        assert {i.id: i.status for i in instances} == {
+            iid: kept[iid].status for iid in kept if iid != "order-1"
+        }
+        assert [[("started", n)] for n in range(50)] == [
+            [(r.kind, r.at) for r in history] for history in histories
+        ]
