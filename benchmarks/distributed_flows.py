@@ -10,6 +10,7 @@ from hephaestus import Context, Done, Instance, Ok, Step, Workflow
 
 IO_SECONDS = 0.02
 IO_STEPS = 5
+LINEAR_STEPS = 10
 
 
 def _step(name: str, io: bool, n: int) -> type[Step]:
@@ -25,7 +26,7 @@ def _step(name: str, io: bool, n: int) -> type[Step]:
 
 
 IOS = [_step(f"Io{n}", True, n) for n in range(IO_STEPS)]
-NOOPS = [_step(f"Noop{n}", False, n) for n in range(10)]
+NOOPS = [_step(f"Noop{n}", False, n) for n in range(LINEAR_STEPS)]
 
 
 def _chain(steps: list[type[Step]]) -> dict[type[Step], dict[str, Any]]:

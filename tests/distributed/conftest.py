@@ -7,16 +7,16 @@ polling intervals) beside the :class:`DistributedRunner` the test drives.
 
 Tests never sleep to order things: they wait on a step's :class:`Probe`
 (``flows.probe``), on ``runner.wait``, or poll the database for a condition
-until a deadline (:func:`eventually`). A test that needs to stop the worker
-from applying results takes the instance's row lock (:meth:`Database.row_locked`),
-exactly the lock every advance takes first.
+until a deadline (:func:`eventually`). A test that needs to keep the worker
+off an instance holds one of its steps on a probe (the drive job writes
+nothing while its steps run) or runs no worker at all (letters and drive jobs
+wait in the tables until one starts).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -103,54 +103,70 @@ class Database:
             cursor = await conn.execute(query, params or None)
             return await cursor.fetchall() if cursor.description else []
 
-    async def results(
-        self, instance_id: str
-    ) -> list[tuple[str, str, str | None, str | None, bool]]:
-        """``(step, kind, event, source, processed)`` of each result row, oldest first.
+    async def jobs(self, instance_id: str) -> list[tuple[str, str, int]]:
+        """``(task_name, status, attempts)`` of the instance's jobs, oldest first."""
+        rows = await self.rows(
+            "SELECT task_name, status::text, attempts FROM procrastinate_jobs"
+            " WHERE args->>'instance_id' = %s ORDER BY id",
+            instance_id,
+        )
+        return [(name, status, attempts) for name, status, attempts in rows]
+
+    async def statuses(self, instance_id: str) -> list[str]:
+        """The statuses of the instance's jobs, oldest first (all of them are drive jobs)."""
+        return [status for _, status, _ in await self.jobs(instance_id)]
+
+    async def settled(self, instance_id: str) -> list[str]:
+        """The statuses of the instance's jobs once none is ``todo`` or ``doing`` (polled)."""
+
+        async def check() -> list[str] | None:
+            statuses = await self.statuses(instance_id)
+            return None if {"todo", "doing"} & set(statuses) else statuses
+
+        return await eventually(check, f"the jobs of {instance_id} to settle")
+
+    async def inbox(self, instance_id: str) -> list[tuple[str, str | None, str, Any, Any]]:
+        """``(kind, step, event, data, delay)`` of the instance's letters, oldest first.
 
         ``step`` is the step's class name.
         """
         rows = await self.rows(
-            "SELECT step, kind, event, source, processed_at IS NOT NULL FROM heph_step_results"
+            "SELECT kind, step, event, data, delay FROM heph_inbox"
             " WHERE instance_id = %s ORDER BY id",
             instance_id,
         )
-        return [(step.rsplit(":", 1)[-1], *rest) for step, *rest in rows]  # type: ignore[misc]
+        return [
+            (kind, None if step is None else step.rsplit(":", 1)[-1], *rest)
+            for kind, step, *rest in rows
+        ]
 
-    async def jobs(self, instance_id: str) -> list[tuple[str, str, int, dict[str, Any]]]:
-        """``(task_name, status, attempts, args)`` of the instance's jobs, oldest first."""
-        rows = await self.rows(
-            "SELECT task_name, status::text, attempts, args FROM procrastinate_jobs"
+    async def instance(self, instance_id: str) -> tuple[str, int, Any]:
+        """``(status, epoch, wake_at)`` of the instance's row."""
+        [row] = await self.rows(
+            "SELECT status, epoch, wake_at FROM heph_instances WHERE id = %s", instance_id
+        )
+        return row  # type: ignore[return-value]
+
+    async def snapshot(self, instance_id: str) -> tuple[Any, ...]:
+        """Everything stored about the instance: its row, history, inbox and jobs."""
+        row = await self.rows(
+            "SELECT status, state, epoch, updated_at FROM heph_instances WHERE id = %s",
+            instance_id,
+        )
+        history = await self.rows(
+            "SELECT seq, kind, at, step, item, attempt, event, duration, details"
+            " FROM heph_history WHERE instance_id = %s ORDER BY seq",
+            instance_id,
+        )
+        inbox = await self.rows(
+            "SELECT * FROM heph_inbox WHERE instance_id = %s ORDER BY id", instance_id
+        )
+        jobs = await self.rows(
+            "SELECT id, task_name, status::text, attempts, scheduled_at FROM procrastinate_jobs"
             " WHERE args->>'instance_id' = %s ORDER BY id",
             instance_id,
         )
-        return [(name, status, attempts, args) for name, status, attempts, args in rows]
-
-    async def statuses(self, instance_id: str) -> dict[str, list[str]]:
-        """The statuses of the instance's jobs, by task name (``heph.`` left out)."""
-        found: dict[str, list[str]] = {}
-        for name, status, _, _ in await self.jobs(instance_id):
-            found.setdefault(name.removeprefix("heph."), []).append(status)
-        return found
-
-    async def advance_count(self, instance_id: str) -> int:
-        [(count,)] = await self.rows(
-            "SELECT advance_count FROM heph_instances WHERE id = %s", instance_id
-        )
-        return int(count)
-
-    @asynccontextmanager
-    async def row_locked(self, instance_id: str) -> AsyncIterator[None]:
-        """Hold the instance's row lock (as an advance does) until the block ends.
-
-        Results, resumes and timers can still be written meanwhile (their
-        foreign key takes a lock that does not conflict); no advance can apply them.
-        """
-        async with await self.connect() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT 1 FROM heph_instances WHERE id = %s FOR NO KEY UPDATE", (instance_id,)
-            )
-            yield
+        return row, history, inbox, jobs
 
 
 @pytest.fixture

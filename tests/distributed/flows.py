@@ -244,8 +244,17 @@ class Got(Passes):
     events = ("done",)
 
 
-class TimedOut(Passes):
+class TimedOut(Step):
+    """The step after a timeout; with a probe, it waits for ``release`` first."""
+
     events = ("done",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        found = _called(instance, self)
+        if found is not None:
+            found.started.set()
+            await found.release.wait()
+        return Ok("done")
 
 
 class Timed(Workflow):
@@ -304,7 +313,7 @@ class Doomed(Step):
 
 
 class DoomedFlow(Workflow):
-    """Parks (with a far timer, a job still to do), then, once resumed, fails for good."""
+    """Parks (with a far timer), then, once resumed, fails for good."""
 
     start = Begin
     transitions = {
@@ -391,12 +400,15 @@ class TooSlow(Workflow):
 
 
 class Long(Step):
-    """Runs until released, telling the probe it started and whether it was interrupted."""
+    """Runs until released, telling the probe it started and whether it was interrupted.
+
+    Its probe is the one of ``context.initial["probe"]`` if given, else the instance id's.
+    """
 
     events = ("done",)
 
     async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
-        found = PROBES[instance.id]
+        found = PROBES[context.initial.get("probe", instance.id)]
         found.calls.append(type(self).step_key)
         found.started.set()
         try:
@@ -408,7 +420,7 @@ class Long(Step):
 
 
 class Cancellable(Workflow):
-    """A long step beside a parked one (whose far timer is a job still to do)."""
+    """A long step beside a parked one (with a far timer)."""
 
     start = Begin
     transitions = {
@@ -448,11 +460,30 @@ class Report(Workflow):
     versions = {1: ReportV1, 2: ReportV2}
 
 
+# ---------------------------------------------------------------- maps
+
+
+class Scale(Step):
+    """One item of a map: its item times First's ``n``, with its index."""
+
+    events = ("scaled",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        _called(instance, self)
+        value = config["item"] * context.steps["first"]["n"]
+        return Ok("scaled", {"value": value, "index": config["index"]})
+
+
+def numbers(context: Context) -> list[int]:
+    """The items of the map: the initial context's ``numbers``."""
+    return list(context.initial["numbers"])
+
+
 class Mapped(Workflow):
-    """Second once per item: the distributed runner refuses it (for now)."""
+    """Scale once per number of the initial context, then Done."""
 
     start = First
     transitions = {
-        First: {"done": Map(Second, items=lambda ctx: [1, 2])},
-        Second: {"done": Done},
+        First: {"done": Map(Scale, items=numbers)},
+        Scale: {"scaled": Done},
     }
