@@ -415,10 +415,12 @@ async def per_step(instances: int, timeout: float) -> dict[str, Any]:
     fetches and finishes, the claims, the puts, the periodic polling) from the
     first start to the last completion. Commits: the database's
     ``xact_commit`` delta from just before the first start to after every
-    connection of the run has closed (so each has reported), which counts
-    every connection: the runner's starts, this poller's counts, the
-    worker's shutdown, anything else on the database; an estimate of the
-    worker's own takes away the runner's statements and the poller's counts.
+    connection of the run has closed (so each has reported its counts),
+    which counts every connection and read-only transactions too: the
+    runner's starts, this poller's counts, the worker's shutdown, and the
+    transaction in which each listening connection (procrastinate's, the
+    worker's inbox) reads the NOTIFYs it is signalled for. Write
+    transactions: the transaction ids assigned meanwhile (cluster-wide).
     """
     application = _schema_name("heph_bench_counted")
     conninfo = psycopg.conninfo.make_conninfo(DSN, application_name=application)
@@ -607,9 +609,15 @@ def _print(result: dict[str, Any]) -> None:
         f"({per['worker_statements']} / {per['steps']} steps)"
     )
     print(
-        f"  commits (xact_commit delta, every connection): {per['commits_per_step']:.2f} "
-        f"({per['commits']}; of which runner {per['runner_statements']}, poller "
-        f"{per['poller_statements']}: the worker's ~{per['worker_commits_per_step_estimate']:.2f})"
+        f"  commits (xact_commit delta, every connection, read-only ones too): "
+        f"{per['commits_per_step']:.2f} ({per['commits']} = worker's pool "
+        f"{per['worker_statements']} + runner {per['runner_statements']} + poller "
+        f"{per['poller_statements']} + other {per['other_commits']}: mostly the listening "
+        f"connections, which read each NOTIFY in a transaction)"
+    )
+    print(
+        f"  write transactions (transaction ids assigned): "
+        f"{per['write_transactions_per_step']:.2f} ({per['write_transactions']})"
     )
     print("\nTargets:")
     for target in result["targets"]:
