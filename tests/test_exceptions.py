@@ -14,6 +14,7 @@ from hephaestus.exceptions import (
     AmbiguousResume,
     HephaestusError,
     InstanceLoadError,
+    InstanceLost,
     InstanceNotFound,
     InvalidStepResult,
     NotSerializable,
@@ -38,6 +39,7 @@ TREE = [
     (NotSerializable, TypeError),
     (StorageError, RuntimeError),
     (InstanceLoadError, StorageError),
+    (InstanceLost, StorageError),
 ]
 
 
@@ -65,7 +67,7 @@ class TestTree:
         doc = exceptions.__doc__ or ""
         for error, builtin in TREE:
             if issubclass(builtin, HephaestusError):  # a sub-branch: drawn under its parent
-                assert re.search(rf"└── {error.__name__}\b", doc)
+                assert re.search(rf"[└├]── {error.__name__}\b", doc)
             else:
                 assert f"{error.__name__} ({builtin.__name__})" in doc
 
@@ -144,6 +146,13 @@ class TestMessages:
         assert "instance 'i-1' has no waiting step Hold" == str(
             error("instance 'i-1' has no waiting step Hold")
         )
+
+    def test_instance_lost_names_the_instance(self) -> None:
+        """An instance taken over is named, and is not a transient failure: retrying cannot help."""
+        error = InstanceLost("order-7")
+        assert "order-7" == error.instance_id
+        assert "'order-7'" in str(error)
+        assert not error.transient
 
     def test_catch_by_builtin(self) -> None:
         """An unknown instance can be caught as a LookupError."""

@@ -1,15 +1,18 @@
 """DistributedRunner with an in-process Worker, against a real PostgreSQL.
 
-Each test has a schema of its own. The runner writes instances and resumes;
-the worker (same process, same event loop) runs the jobs. Tests look at the
-runner's answers, at the rows of ``heph_step_results`` and at procrastinate's
-jobs.
+Each test has a schema of its own. The runner writes instances and letters
+(resumes, messages, timers); the worker (same process, same event loop) runs
+the drive jobs, each of which drives one instance on the LocalRunner's driver.
+Tests look at the runner's answers, at the instance's history
+(``runner.history``), and at the rows of ``heph_instances``, ``heph_inbox`` and
+procrastinate's jobs.
 """
 
 # Tests state the expected value first: assert expected == actual.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from hephaestus import (
     InstanceNotFound,
     NotSerializable,
     NotWaiting,
+    Record,
     RunnerStopped,
     Status,
     UndeclaredEvent,
@@ -69,57 +73,24 @@ def of(events: list[Captured], name: Any, instance_id: str | None = None) -> lis
     ]
 
 
-async def outcomes_per_activation(db: Database, instance_id: str) -> dict[tuple[str, int], int]:
-    """How many ``outcome`` rows each (step, activation) of the instance has."""
-    rows = await db.rows(
-        "SELECT step, activation, count(*) FROM heph_step_results"
-        " WHERE instance_id = %s AND slot = 'outcome' GROUP BY step, activation",
-        instance_id,
-    )
-    return {(step.rsplit(":", 1)[-1], activation): count for step, activation, count in rows}
+def source(record: Record) -> str | None:
+    """Who resumed a ``resumed`` record's step (``external``, ``message``, ``timeout``)."""
+    return None if record.details is None else record.details.get("source")
 
 
-async def settled_jobs(db: Database, instance_id: str) -> dict[str, list[str]]:
-    """The instance's job statuses by task, once none is ``todo`` or ``doing`` (polled)."""
-
-    async def check() -> dict[str, list[str]] | None:
-        statuses = await db.statuses(instance_id)
-        busy = any(s in ("todo", "doing") for found in statuses.values() for s in found)
-        return None if busy else statuses
-
-    return await eventually(check, f"the jobs of {instance_id} to settle")
+def resumes(records: list[Record]) -> list[tuple[str | None, str | None, str | None]]:
+    """``(step, event, source)`` of each ``resumed`` record."""
+    return [(r.step, r.event, source(r)) for r in records if r.kind == "resumed"]
 
 
-async def fire_timers(db: Database, instance_id: str) -> None:
-    """Make the instance's pending timer jobs due now, as if their time had come."""
-    await db.rows(
-        "UPDATE procrastinate_jobs SET scheduled_at = now() WHERE task_name = 'heph.resume_timeout'"
-        " AND status = 'todo' AND args->>'instance_id' = %s",
-        instance_id,
-    )
-
-
-async def timer_ran(db: Database, instance_id: str) -> None:
-    """Wait until a timer job of the instance has run to its end."""
-
-    async def check() -> bool:
-        return "succeeded" in (await db.statuses(instance_id)).get("resume_timeout", [])
-
-    await eventually(check, f"a timer of {instance_id} to run")
-
-
-async def snapshot(db: Database, instance_id: str) -> tuple[Any, ...]:
-    """Everything stored about the instance: its row, its results and its jobs."""
-    row = await db.rows(
-        "SELECT status, state, advance_count, updated_at FROM heph_instances WHERE id = %s",
-        instance_id,
-    )
-    return row, await db.results(instance_id), await db.jobs(instance_id)
+def completed(records: list[Record]) -> list[tuple[str | None, int | None, str | None]]:
+    """``(step, attempt, event)`` of each ``step_completed`` record."""
+    return [(r.step, r.attempt, r.event) for r in records if r.kind == "step_completed"]
 
 
 class TestRunning:
     async def test_linear(self, runner: DistributedRunner, db: Database) -> None:
-        """A linear workflow completes with each step's updates and metadata, each applied once."""
+        """A linear workflow completes in one drive job, each step's result recorded once."""
         instance = await runner.run(flows.Linear, {"n": 1}, id="linear", timeout=GUARD)
 
         assert Status.COMPLETED == instance.status
@@ -128,42 +99,50 @@ class TestRunning:
         assert {"n": 20} == instance.context.steps["second"]
         assert {"first_ran": True} == instance.runtime_metadata
         assert [
-            ("First", "completed", "done", None, True),
-            ("Second", "completed", "done", None, True),
-            ("Done", "completed", "done", None, True),
-        ] == await db.results("linear")
+            ("started", None, None, None),
+            ("step_completed", "first", 1, "done"),
+            ("step_completed", "second", 1, "done"),
+            ("step_completed", "done", 1, "done"),
+            ("completed", None, None, None),
+        ] == [(r.kind, r.step, r.attempt, r.event) for r in await runner.history("linear")]
+        assert ["succeeded"] == await db.settled("linear")
+        # One drive job, run once (procrastinate counts every finished run in `attempts`).
+        assert [("heph.drive", "succeeded", 1)] == await db.jobs("linear")
 
     async def test_fan_out_and_join(self, runner: DistributedRunner, db: Database) -> None:
-        """Three parallel steps each record one outcome; the join runs once, after all three."""
+        """Three parallel steps each complete once; the join runs once, after all three."""
         probe = flows.probe("fan")
         instance = await runner.run(flows.FanOut, {}, id="fan", timeout=GUARD)
 
         assert Status.COMPLETED == instance.status
-        steps = ("Prepare", "Left", "Middle", "Right", "Merge", "Done")
-        assert {(step, 1): 1 for step in steps} == await outcomes_per_activation(db, "fan")
+        steps = [step for step, _, _ in completed(await runner.history("fan"))]
+        assert ["prepare"] == steps[:1]
+        assert {"left", "middle", "right"} == set(steps[1:4])
+        assert ["merge", "done"] == steps[4:]
         assert 1 == probe.calls.count("merge")
         assert ["prepare"] == probe.calls[:1]
         assert {"left", "middle", "right"} == set(probe.calls[1:4])
         assert ["left", "middle", "prepare", "right"] == instance.context.steps["merge"]["saw"]
         assert ("Merge", "merged") == path(instance)[-2]
-        statuses = await settled_jobs(db, "fan")
-        assert ["succeeded"] * 6 == statuses["execute_step"]
+        # Steps are not jobs: the branches ran concurrently inside the one drive job.
+        assert ["succeeded"] == await db.settled("fan")
 
-    @pytest.mark.parametrize(("express", "chosen"), [(True, "Express"), (False, "Standard")])
+    @pytest.mark.parametrize(("express", "chosen"), [(True, "express"), (False, "standard")])
     async def test_a_route_chooses(
-        self, runner: DistributedRunner, db: Database, express: bool, chosen: str
+        self, runner: DistributedRunner, express: bool, chosen: str
     ) -> None:
-        """A Route runs the step its chooser picks; the other never gets a job."""
+        """A Route runs the step its chooser picks; the other never runs."""
+        probe = flows.probe("route")
         instance = await runner.run(flows.Routed, {"express": express}, id="route", timeout=GUARD)
 
         assert Status.COMPLETED == instance.status
-        assert [("Choose", "chosen"), (chosen, "shipped"), ("Done", "done")] == path(instance)
-        steps = [
-            args["step"].rsplit(":", 1)[-1]
-            for name, _, _, args in await db.jobs("route")
-            if name == "heph.execute_step"
-        ]
-        assert ["Choose", chosen, "Done"] == steps
+        assert [("Choose", "chosen"), (chosen.title(), "shipped"), ("Done", "done")] == path(
+            instance
+        )
+        assert ["choose", chosen] == probe.calls
+        assert [("choose", 1, "chosen"), (chosen, 1, "shipped"), ("done", 1, "done")] == (
+            completed(await runner.history("route"))
+        )
 
     async def test_step_config(self, runner: DistributedRunner) -> None:
         """Steps get the config their transition gives them (the start step's too)."""
@@ -173,23 +152,77 @@ class TestRunning:
         assert {"said": "hello, Ada"} == instance.context.steps["greet"]
         assert {"said": ["hello, Ada", "hello, Ada"]} == instance.context.steps["repeat"]
 
+    async def test_a_map_runs_each_item_and_keeps_their_order(
+        self, runner: DistributedRunner
+    ) -> None:
+        """A Map runs its step once per item; the outputs are kept in the items' order."""
+        probe = flows.probe("mapped")
+        instance = await runner.run(
+            flows.Mapped, {"n": 1, "numbers": [3, 1, 2]}, id="mapped", timeout=GUARD
+        )
+
+        assert Status.COMPLETED == instance.status
+        assert [
+            {"value": 6, "index": 0},
+            {"value": 2, "index": 1},
+            {"value": 4, "index": 2},
+        ] == instance.context.steps["scale"]["items"]
+        assert 3 == probe.calls.count("scale")
+        records = await runner.history("mapped")
+        assert [("scale", {"items": 3})] == [
+            (r.step, r.details) for r in records if r.kind == "map_started"
+        ]
+        assert [0, 1, 2] == sorted(r.item for r in records if r.step == "scale" and r.item is not None)
+        assert [("First", "done"), ("Done", "done")] == [
+            entry for entry in path(instance) if entry[0] != "Scale"
+        ]
+
     async def test_a_wait_times_out_by_itself(
         self, runner: DistributedRunner, db: Database
     ) -> None:
-        """A Wait's timer job resumes it with "timeout" once its time has come."""
-        with capture_events(step_resume_event()) as resumes:
+        """A Wait resumes itself with "timeout" once its time has come, woken by the poll.
+
+        Its timer (0.2 s) falls due after the worker's poll_interval (0.05 s): the
+        drive job that parked it ends, and the worker's poll starts a second one
+        when the instance's ``wake_at`` has passed.
+        """
+        with capture_events(step_resume_event()) as resumed:
             instance = await runner.run(flows.Sleeps, {}, id="sleeps", timeout=GUARD)
 
         assert [("Begin", "begun"), ("Wait", "timeout"), ("After", "done"), ("Done", "done")] == (
             path(instance)
         )
         assert [(Wait, "timeout", "timeout")] == [
-            (meta["step"], meta["resume_event"], meta["source"]) for _, _, meta in resumes
+            (meta["step"], meta["resume_event"], meta["source"]) for _, _, meta in resumed
         ]
         assert [
-            ("Wait", "async", None, None, True),
-            ("Wait", "resumed", "timeout", "timeout", True),
-        ] == [row for row in await db.results("sleeps") if row[0] == "Wait"]
+            ("step_parked", None, None),
+            ("timer_armed", "timeout", None),
+            ("resumed", "timeout", "timeout"),
+        ] == [(r.kind, r.event, source(r)) for r in await runner.history("sleeps") if r.step == "wait"]
+        assert ["succeeded", "succeeded"] == await db.settled("sleeps")
+        assert ("completed", None) == (await db.instance("sleeps"))[::2]
+
+    async def test_a_timer_due_within_the_poll_interval_fires_in_its_drive(
+        self, postgres_dsn: str, schema: str, db: Database
+    ) -> None:
+        """A drive job keeps an instance whose timer falls due within poll_interval, and fires it."""
+        async with (
+            worker(postgres_dsn, schema, poll_interval=5),
+            DistributedRunner(postgres_dsn, schema=schema) as runner,
+        ):
+            instance = await runner.run(flows.Sleeps, {}, id="kept", timeout=GUARD)
+            statuses = await db.settled("kept")
+
+        assert Status.COMPLETED == instance.status
+        assert [("wait", "timeout", "timeout")] == resumes(await runner_history(db, "kept"))
+        assert ["succeeded"] == statuses
+
+
+async def runner_history(db: Database, instance_id: str) -> list[Record]:
+    """The instance's history, read with a runner of the test's schema."""
+    async with DistributedRunner(db.dsn, schema=db.schema) as runner:
+        return await runner.history(instance_id)
 
 
 class TestResume:
@@ -206,17 +239,25 @@ class TestResume:
             path(instance)
         )
         assert [
-            ("Hold", "async", None, None, True),
-            ("Hold", "resumed", "ok", "external", True),
-        ] == [row for row in await db.results(iid) if row[0] == "Hold"]
+            ("step_parked", None, None, {"events": ["ok"]}),
+            ("resumed", "ok", "external", {"source": "external", "data_keys": []}),
+        ] == [
+            (r.kind, r.event, source(r), r.details)
+            for r in await runner.history(iid)
+            if r.step == "hold"
+        ]
+        assert [] == await db.inbox(iid)
 
     async def test_data_with_a_resume_lands_in_the_context(self, runner: DistributedRunner) -> None:
-        """The resumed step's output is the data sent with the resume."""
+        """The resumed step's output is the data sent with the resume; the history keeps its keys."""
         iid = await runner.start(flows.Parks, {}, id="parks-data")
         await parked(runner, iid, flows.Hold)
         await runner.resume(iid, "ok", {"by": "ada"})
         instance = await runner.wait(iid, timeout=GUARD)
+
         assert {"by": "ada"} == instance.context.steps["hold"]
+        [resumed] = [r for r in await runner.history(iid) if r.kind == "resumed"]
+        assert {"source": "external", "data_keys": ["by"]} == resumed.details
 
     async def test_unstorable_data_is_refused(
         self, runner: DistributedRunner, db: Database
@@ -224,87 +265,131 @@ class TestResume:
         """Data JSON cannot hold is refused before anything is written."""
         iid = await runner.start(flows.Parks, {}, id="parks-bad")
         await parked(runner, iid, flows.Hold)
+        await db.settled(iid)
+        before = await db.snapshot(iid)
+
         with pytest.raises(NotSerializable, match="when"):
             await runner.resume(iid, "ok", {"when": object()})
-        assert [] == [row for row in await db.results(iid) if row[1] == "resumed"]
+
+        assert before == await db.snapshot(iid)
         await runner.cancel(iid)
 
-    async def test_messages_are_not_taken_yet(self, runner: DistributedRunner) -> None:
-        """send() is refused on the distributed runner, for now."""
-        with pytest.raises(NotImplementedError, match="does not take messages yet"):
-            await runner.send("anything", "ok")
-
-    async def test_a_resume_before_the_park_is_applied(
-        self, runner: DistributedRunner, db: Database
+    async def test_a_resume_waits_in_the_inbox_for_a_worker(
+        self, postgres_dsn: str, schema: str, db: Database
     ) -> None:
-        """A resume that arrives while the step's `async` row waits to be applied is not lost."""
-        probe = flows.probe("early")
-        iid = await runner.start(flows.Parks, {}, id="early")
-        await until(probe.started)  # Hold runs; the instance is not waiting yet
-        async with db.row_locked(iid):  # no advance can apply anything now
-            probe.release.set()
+        """With no worker running, a resume is kept in the inbox with a drive job, then applied."""
+        async with DistributedRunner(postgres_dsn, schema=schema) as runner:
+            async with worker(postgres_dsn, schema):
+                iid = await runner.start(flows.Parks, {}, id="mailed")
+                await parked(runner, iid, flows.Hold)
+            # No worker runs now: nothing can apply the resume.
+            await runner.resume(iid, "ok", {"by": "ada"})
 
-            async def park_recorded() -> bool:
-                return ("Hold", "async", None, None, False) in await db.results(iid)
+            assert [("resume", "Hold", "ok", {"by": "ada"}, None)] == await db.inbox(iid)
+            assert ["succeeded", "todo"] == await db.statuses(iid)
+            assert Status.WAITING == (await runner.get(iid)).status
 
-            await eventually(park_recorded, "Hold's async row")
-            assert Status.RUNNING == (await runner.get(iid)).status
+            async with worker(postgres_dsn, schema):
+                instance = await runner.wait(iid, timeout=GUARD)
+                statuses = await db.settled(iid)
+            records = await runner.history(iid)
 
-            await runner.resume(iid, "ok")
-
-            assert [
-                ("Hold", "async", None, None, False),
-                ("Hold", "resumed", "ok", "external", False),
-            ] == [row for row in await db.results(iid) if row[0] == "Hold"]
-        instance = await runner.wait(iid, timeout=GUARD)
-
-        assert Status.COMPLETED == instance.status
         assert [("Begin", "begun"), ("Hold", "ok"), ("After", "done"), ("Done", "done")] == (
             path(instance)
         )
-        assert all(processed for *_, processed in await db.results(iid))
+        assert {"by": "ada"} == instance.context.steps["hold"]
+        assert [("hold", "ok", "external")] == resumes(records)
+        assert [] == await db.inbox(iid)
+        assert ["succeeded", "succeeded"] == statuses
 
-    async def test_resume_first_then_the_timer_does_nothing(
+    async def test_a_resume_is_applied_while_another_step_runs(
         self, runner: DistributedRunner, db: Database
     ) -> None:
-        """A timer that fires after a resume finds the resume slot taken and changes nothing."""
-        iid = await runner.start(flows.Timed, {}, id="resume-first")
+        """A resume sent while the drive job runs another branch is applied by that job at once."""
+        probe = flows.probe("busy-drive")
+        iid = await runner.start(flows.Cancellable, {}, id="busy-drive")
+        await until(probe.started)  # Long runs, held by the probe
         await parked(runner, iid, WaitForEvent)
-        async with db.row_locked(iid):  # the resume is recorded, not applied
-            await runner.resume(iid, "received")
-            advances = len((await db.statuses(iid))["advance"])
-            await fire_timers(db, iid)
-            await timer_ran(db, iid)
 
-            assert advances == len((await db.statuses(iid))["advance"]), "it deferred no advance"
-            assert [("WaitForEvent", "resumed", "received", "external", False)] == [
-                row for row in await db.results(iid) if row[1] == "resumed"
-            ]
+        await runner.resume(iid, "received")
+
+        async def applied() -> bool:
+            return bool(resumes(await runner.history(iid)))
+
+        await eventually(applied, "the resume to be applied")
+        assert [] == await db.inbox(iid)
+        assert Status.RUNNING == (await runner.get(iid)).status
+        assert not probe.release.is_set(), "Long still runs"
+
+        probe.release.set()
         instance = await runner.wait(iid, timeout=GUARD)
+
+        assert Status.COMPLETED == instance.status
+        assert [("wait_for_event", "received", "external")] == resumes(await runner.history(iid))
+        # The job the resume deferred found the instance ended and did nothing.
+        assert ["succeeded", "succeeded"] == await db.settled(iid)
+        assert 1 == probe.calls.count("long")
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason=(
+            "driving.Driver._apply logs a refused letter with _logger.info(..., event=...): "
+            "structlog's info(event, *args, **kw) takes the message as `event`, so the call "
+            "raises TypeError (multiple values for argument 'event'); the drive job fails, "
+            "abandons the instance (stopping its running steps) and is retried into the same "
+            "letter: the instance stays running forever"
+        ),
+    )
+    async def test_resume_first_then_the_timer_does_nothing(
+        self, postgres_dsn: str, schema: str, db: Database
+    ) -> None:
+        """A timer letter applied after a resume finds the step resumed: dropped, no change."""
+        async with DistributedRunner(postgres_dsn, schema=schema) as runner:
+            async with worker(postgres_dsn, schema):
+                iid = await runner.start(flows.Timed, {}, id="resume-first")
+                await parked(runner, iid, WaitForEvent)
+            # No worker: both letters are accepted (the stored step waits) and kept, in order.
+            await runner.resume(iid, "received")
+            await runner.schedule_resume(iid, WaitForEvent, 0)
+            assert [
+                ("resume", "WaitForEvent", "received", None, None),
+                ("timer", "WaitForEvent", "timeout", None, 0.0),
+            ] == await db.inbox(iid)
+
+            async with worker(postgres_dsn, schema):
+                instance = await runner.wait(iid, timeout=GUARD)
+                statuses = await db.settled(iid)
+            records = await runner.history(iid)
 
         assert [
             ("Begin", "begun"),
             ("WaitForEvent", "received"),
             ("Got", "done"),
             ("Done", "done"),
-        ] == (path(instance))
-        assert ["succeeded"] == (await settled_jobs(db, iid))["resume_timeout"]
+        ] == path(instance)
+        assert [("wait_for_event", "received", "external")] == resumes(records)
+        # Only the park armed a timer (60 s): the timer letter armed nothing.
+        assert 1 == sum(1 for r in records if r.kind == "timer_armed")
+        assert [] == await db.inbox(iid)
+        assert "todo" not in statuses
+        assert ("completed", None) == (await db.instance(iid))[::2]
 
     async def test_timer_first_then_a_resume_is_refused(
         self, runner: DistributedRunner, db: Database
     ) -> None:
-        """Once the timer has resumed the step, an external resume raises NotWaiting."""
+        """Once the timer has resumed the step, an external resume raises NotWaiting; no change."""
+        probe = flows.probe("timer-first")
         iid = await runner.start(flows.Timed, {}, id="timer-first")
         await parked(runner, iid, WaitForEvent)
-        async with db.row_locked(iid):  # the timer's resume is recorded, not applied
-            await fire_timers(db, iid)
-            await timer_ran(db, iid)
+        await runner.schedule_resume(iid, WaitForEvent, 0)
+        await until(probe.started)  # the timer fired: TimedOut runs, held by the probe
+        before = await db.snapshot(iid)
 
-            with pytest.raises(NotWaiting, match="resumed already"):
-                await runner.resume(iid, "received")
-            assert [("WaitForEvent", "resumed", "timeout", "timeout", False)] == [
-                row for row in await db.results(iid) if row[1] == "resumed"
-            ]
+        with pytest.raises(NotWaiting):
+            await runner.resume(iid, "received")
+
+        assert before == await db.snapshot(iid)
+        probe.release.set()
         instance = await runner.wait(iid, timeout=GUARD)
 
         assert [
@@ -312,7 +397,8 @@ class TestResume:
             ("WaitForEvent", "timeout"),
             ("TimedOut", "done"),
             ("Done", "done"),
-        ] == (path(instance))
+        ] == path(instance)
+        assert [("wait_for_event", "timeout", "timeout")] == resumes(await runner.history(iid))
         with pytest.raises(NotWaiting):
             await runner.resume(iid, "received")
 
@@ -328,14 +414,100 @@ class TestResume:
         instance = await runner.wait(iid, timeout=GUARD)
 
         assert ("WaitForEvent", "timeout") == path(instance)[1]
-        # The scheduled timer fired; the configured one (60 s) was cancelled at the end.
-        assert ["cancelled", "succeeded"] == sorted((await settled_jobs(db, iid))["resume_timeout"])
+        records = await runner.history(iid)
+        # The park armed the configured timer (60 s); the scheduled one replaced it and fired.
+        configured, scheduled = [r.details["due"] for r in records if r.kind == "timer_armed"]
+        assert scheduled < configured
+        assert [("wait_for_event", "timeout", "timeout")] == resumes(records)
+        await db.settled(iid)
+        assert ("completed", None) == (await db.instance(iid))[::2]
+        assert [] == await db.inbox(iid)
+
+
+class TestSend:
+    async def test_a_message_sent_before_the_step_parks_is_taken_when_it_parks(
+        self, runner: DistributedRunner
+    ) -> None:
+        """Sent while Hold still runs: kept with the instance, taken the moment Hold parks."""
+        probe = flows.probe("early")
+        iid = await runner.start(flows.Parks, {}, id="early")
+        await until(probe.started)  # Hold runs: nothing waits for "ok" yet
+
+        await runner.send(iid, "ok", {"by": "early"})
+
+        async def kept() -> tuple[Any, ...]:
+            return (await runner.get(iid)).messages
+
+        [message] = await eventually(kept, "the message to be kept")
+        assert ("ok", {"by": "early"}) == (message.event, message.data)
+        probe.release.set()
+        instance = await runner.wait(iid, timeout=GUARD)
+
+        assert (Status.COMPLETED, ()) == (instance.status, instance.messages)
+        assert {"by": "early"} == instance.context.steps["hold"]
+        assert [
+            ("message_kept", None, "ok", None),
+            ("step_parked", "hold", None, None),
+            ("resumed", "hold", "ok", "message"),
+        ] == [
+            (r.kind, r.step, r.event, source(r))
+            for r in await runner.history(iid)
+            if r.kind in ("message_kept", "step_parked", "resumed")
+        ]
+
+    async def test_a_message_to_a_waiting_step_is_taken_at_once(
+        self, runner: DistributedRunner
+    ) -> None:
+        """A message for the event a parked step waits for resumes it, source "message"."""
+        iid = await runner.start(flows.Parks, {}, id="told")
+        await parked(runner, iid, flows.Hold)
+
+        with capture_events(step_resume_event()) as resumed:
+            await runner.send(iid, "ok", {"by": "ada"})
+            instance = await runner.wait(iid, timeout=GUARD)
+
+        assert {"by": "ada"} == instance.context.steps["hold"]
+        assert [("ok", "message")] == [
+            (meta["resume_event"], meta["source"]) for _, _, meta in resumed
+        ]
+        assert [("hold", "ok", "message")] == resumes(await runner.history(iid))
+
+    async def test_a_message_to_an_ended_instance_is_refused(
+        self, runner: DistributedRunner, db: Database
+    ) -> None:
+        """send() to an instance that ended raises NotWaiting and writes nothing."""
+        await runner.run(flows.Linear, {"n": 1}, id="over", timeout=GUARD)
+        await db.settled("over")
+        before = await db.snapshot("over")
+
+        with pytest.raises(NotWaiting, match="completed"):
+            await runner.send("over", "done")
+
+        assert before == await db.snapshot("over")
+
+    async def test_an_event_no_step_declares_is_refused(
+        self, runner: DistributedRunner, db: Database
+    ) -> None:
+        """send() of an event no step of the workflow declares raises UndeclaredEvent; no change."""
+        iid = await runner.start(flows.Parks, {}, id="maybe")
+        await parked(runner, iid, flows.Hold)
+        await db.settled(iid)
+        before = await db.snapshot(iid)
+
+        with pytest.raises(
+            UndeclaredEvent, match="no step of workflow Parks declares event 'maybe'"
+        ):
+            await runner.send(iid, "maybe")
+
+        assert before == await db.snapshot(iid)
+        assert () == (await runner.get(iid)).messages
+        await runner.cancel(iid)
 
 
 class TestFailures:
     async def test_retry_then_success(self, runner: DistributedRunner, db: Database) -> None:
         """A step that raises is retried (Retry.max_attempts counts every run) until it succeeds."""
-        with capture_events(step_exception_event(), step_stop_event()) as events:
+        with capture_events(step_start_event(), step_exception_event()) as events:
             instance = await runner.run(flows.Retries, {"failures": 2}, id="flaky", timeout=GUARD)
 
         assert Status.COMPLETED == instance.status
@@ -344,24 +516,31 @@ class TestFailures:
         assert [("exception", 1), ("exception", 2)] == [
             (meta["kind"], meta["attempt"]) for _, _, meta in of(events, step_exception_event())
         ]
-        assert [3] == [
+        assert [1, 2, 3] == [
             meta["attempt"]
-            for _, _, meta in of(events, step_stop_event())
+            for _, _, meta in of(events, step_start_event())
             if meta["step"] is flows.Flaky
         ]
-        jobs = await db.jobs("flaky")
-        # One job, run three times (procrastinate counts every finished run in `attempts`).
-        assert [("succeeded", 3)] == [
-            (status, attempts)
-            for name, status, attempts, args in jobs
-            if args.get("step", "").endswith(":Flaky")
+        records = await runner.history("flaky")
+        failed = [
+            (r.step, r.attempt, r.details["failure"], r.details["reason"])
+            for r in records
+            if r.kind == "step_failed"
         ]
+        assert [
+            ("flaky", 1, "exception", "ConnectionError: attempt 1 failed"),
+            ("flaky", 2, "exception", "ConnectionError: attempt 2 failed"),
+        ] == failed
+        assert all(r.details["retry_in"] > 0 for r in records if r.kind == "step_failed")
+        assert [("flaky", 3, "done"), ("done", 1, "done")] == completed(records)
+        # The retries ran inside the one drive job.
+        assert ["succeeded"] == await db.settled("flaky")
 
     async def test_retries_spent(self, runner: DistributedRunner, db: Database) -> None:
-        """Retries spent: the instance fails (workflow:exception), its todo jobs are cancelled."""
+        """Retries spent: the instance fails (workflow:exception); its timer is gone."""
         with capture_events(workflow_exception_event(), workflow_stop_event()) as events:
             iid = await runner.start(flows.DoomedFlow, {}, id="doomed")
-            await parked(runner, iid, WaitForEvent)  # its timer job waits, 60 s away
+            await parked(runner, iid, WaitForEvent)  # its timer waits, 60 s away
             await runner.resume(iid, "received")
             instance = await runner.wait(iid, timeout=GUARD)
 
@@ -373,14 +552,19 @@ class TestFailures:
         assert [(flows.Doomed, "exception")] == [
             (meta["failed_step"], meta["kind"]) for _, _, meta in events
         ]
-        statuses = await settled_jobs(db, iid)
-        assert ["cancelled"] == statuses["resume_timeout"]
-        # Doomed's job failed for good (or, had the advance's abort of the instance's
-        # running jobs caught it between recording its failure and ending: aborted).
-        assert statuses["execute_step"][-1] in ("failed", "aborted")
-        assert [("Doomed", "failed", None, None, True)] == [
-            row for row in await db.results(iid) if row[0] == "Doomed"
+        records = await runner.history(iid)
+        assert [(1, True), (2, False)] == [
+            (r.attempt, r.details["retry_in"] is not None)
+            for r in records
+            if r.kind == "step_failed"
         ]
+        [failed] = [r for r in records if r.kind == "failed"]
+        assert ("doomed", "exception") == (failed.step, failed.details["failure"])
+        assert "the printer is on fire" in failed.details["reason"]
+        assert "failed" == records[-1].kind
+        statuses = await db.settled(iid)
+        assert "todo" not in statuses
+        assert ("failed", None) == (await db.instance(iid))[::2]
 
     async def test_error_result(self, runner: DistributedRunner) -> None:
         """Error(reason) fails the instance at once, kind "error", without a retry."""
@@ -393,6 +577,11 @@ class TestFailures:
         assert 1 == flows.ATTEMPTS["refused"]
         assert [("error", {"code": 42}, None)] == [
             (meta["kind"], meta["reason"], meta["stacktrace"]) for _, _, meta in events
+        ]
+        assert [("refuses", 1, "error", None)] == [
+            (r.step, r.attempt, r.details["failure"], r.details["retry_in"])
+            for r in await runner.history("refused")
+            if r.kind == "step_failed"
         ]
 
     async def test_undeclared_event(self, runner: DistributedRunner) -> None:
@@ -432,40 +621,65 @@ class TestFailures:
 
 
 class TestCancel:
-    async def test_cancel_aborts_the_running_step(
+    async def test_cancel_stops_the_running_step(
         self, runner: DistributedRunner, db: Database
     ) -> None:
-        """Cancel ends the instance, aborts its running step, cancels its todo jobs."""
+        """Cancel ends the instance and fences its driver off; the worker stops its running step."""
         probe = flows.probe("cancel")
         with capture_events(
             step_start_event(), step_stop_event(), step_exception_event()
         ) as events:
             iid = await runner.start(flows.Cancellable, {}, id="cancel")
             await until(probe.started)  # Long runs
-            await parked(runner, iid, WaitForEvent)  # and a timer job waits, 60 s away
+            await parked(runner, iid, WaitForEvent)  # and a timer waits, 60 s away
+            _, claimed, wake_at = await db.instance(iid)
+            assert wake_at is not None
 
             cancelled = await runner.cancel(iid)
 
             assert Status.CANCELLED == cancelled.status
-            await until(probe.cancelled)  # the worker aborted Long
+            assert ("cancelled", claimed + 1, None) == await db.instance(iid)
+            await until(probe.cancelled)  # the worker stopped Long
             assert Status.CANCELLED == (await runner.wait(iid, timeout=GUARD)).status
-            statuses = await settled_jobs(db, iid)
-        assert ["cancelled"] == statuses["resume_timeout"]
-        long_jobs = [
-            status
-            for name, status, _, args in await db.jobs(iid)
-            if args.get("step", "").endswith(":Long")
-        ]
-        [long_job] = long_jobs  # ended, never to run again (aborted, or failed: not retried)
-        assert long_job in ("aborted", "failed")
+            statuses = await db.settled(iid)
+        assert ["succeeded"] == statuses
         assert 1 == probe.calls.count("long")
         # Like LocalRunner: step:start is closed by step:exception, kind "cancelled".
         assert [(step_start_event(), None), (step_exception_event(), "cancelled")] == [
             (name, meta.get("kind")) for name, _, meta in events if meta["step"] is flows.Long
         ]
+        records = await runner.history(iid)
+        # The driver wrote nothing after the cancel: its record is the last.
+        assert "cancelled" == records[-1].kind
+        assert ["long"] == records[-1].details["stopped"]  # the steps running, not waiting
+        assert not [r for r in records if r.step == "long"]
+        assert [] == await db.inbox(iid)
+
+        ended = await db.snapshot(iid)
         with pytest.raises(NotWaiting):
             await runner.resume(iid, "received")
         assert Status.CANCELLED == (await runner.cancel(iid)).status  # again: no change
+        assert ended == await db.snapshot(iid)
+
+    async def test_cancel_with_no_worker_running(
+        self, postgres_dsn: str, schema: str, db: Database
+    ) -> None:
+        """Cancel needs no worker; a worker starting later runs none of the instance's steps."""
+        probe = flows.probe("unattended")
+        async with DistributedRunner(postgres_dsn, schema=schema) as runner:
+            iid = await runner.start(flows.Parks, {}, id="unattended")
+            cancelled = await runner.cancel(iid)
+
+            assert Status.CANCELLED == cancelled.status
+            assert Status.CANCELLED == (await runner.get(iid)).status
+            assert ["started", "cancelled"] == [r.kind for r in await runner.history(iid)]
+
+            async with worker(postgres_dsn, schema):
+                statuses = await db.settled(iid)
+            assert Status.CANCELLED == (await runner.get(iid)).status
+            assert ["started", "cancelled"] == [r.kind for r in await runner.history(iid)]
+        assert ["succeeded"] == statuses
+        assert [] == probe.calls
 
     async def test_cancel_unknown(self, runner: DistributedRunner) -> None:
         """Cancelling an id nobody started raises InstanceNotFound."""
@@ -501,13 +715,30 @@ class TestVersions:
 
 
 class TestStart:
+    async def test_a_start_stores_the_instance_its_record_and_its_drive_job(
+        self, postgres_dsn: str, schema: str, db: Database
+    ) -> None:
+        """start stores a pending instance, its `started` record and one drive job; a worker runs it."""
+        async with DistributedRunner(postgres_dsn, schema=schema) as runner:
+            iid = await runner.start(flows.Linear, {"n": 1}, id="stored")
+
+            assert ("pending", 0, None) == await db.instance(iid)
+            assert ["started"] == [r.kind for r in await runner.history(iid)]
+            assert [("heph.drive", "todo", 0)] == await db.jobs(iid)
+            assert [("heph:stored",)] == await db.rows("SELECT lock FROM procrastinate_jobs")
+
+            async with worker(postgres_dsn, schema):
+                instance = await runner.wait(iid, timeout=GUARD)
+        assert Status.COMPLETED == instance.status
+
     async def test_a_duplicate_start_changes_nothing(
         self, runner: DistributedRunner, db: Database
     ) -> None:
         """Starting an id that an active instance has raises AlreadyRunning and changes nothing."""
         iid = await runner.start(flows.Parks, {"n": 1}, id="dup")
         await parked(runner, iid, flows.Hold)
-        before = await snapshot(db, iid)
+        await db.settled(iid)
+        before = await db.snapshot(iid)
 
         with (
             capture_events(workflow_start_event()) as starts,
@@ -516,20 +747,25 @@ class TestStart:
             await runner.start(flows.Linear, {"n": 2}, id="dup")
 
         assert [] == starts
-        assert before == await snapshot(db, iid)
+        assert before == await db.snapshot(iid)
         assert {"n": 1} == (await runner.get(iid)).context.initial
 
     async def test_a_finished_id_starts_again(
         self, runner: DistributedRunner, db: Database
     ) -> None:
-        """An id whose instance ended can be started again: a new instance, results of its own."""
+        """An id whose instance ended can be started again: a new instance, its own records."""
         first = await runner.run(flows.Linear, {"n": 1}, id="again", timeout=GUARD)
+        await db.settled("again")
+        _, epoch, _ = await db.instance("again")
         second = await runner.run(flows.Linear, {"n": 5}, id="again", timeout=GUARD)
 
         assert (Status.COMPLETED, 20) == (first.status, first.context.steps["second"]["n"])
         assert (Status.COMPLETED, 60) == (second.status, second.context.steps["second"]["n"])
-        assert ["First", "Second", "Done"] == [row[0] for row in await db.results("again")]
         assert 3 == len(second.execution_history)
+        one_run = ["started", "step_completed", "step_completed", "step_completed", "completed"]
+        assert one_run * 2 == [r.kind for r in await runner.history("again")]
+        assert epoch < (await db.instance("again"))[1]
+        assert ["succeeded", "succeeded"] == await db.settled("again")
 
     async def test_an_unserializable_context_stores_nothing(
         self, runner: DistributedRunner, db: Database
@@ -539,26 +775,24 @@ class TestStart:
             await runner.start(flows.Linear, {"n": 1, "when": object()}, id="bad")
 
         assert [] == await db.rows("SELECT id FROM heph_instances")
+        assert [] == await db.rows("SELECT seq FROM heph_history")
         assert [] == await db.rows("SELECT id FROM procrastinate_jobs")
         with pytest.raises(InstanceNotFound):
             await runner.get("bad")
 
-    async def test_a_workflow_with_a_map_is_refused(
-        self, runner: DistributedRunner, db: Database
-    ) -> None:
-        """Maps run on the LocalRunner only, for now: refused before anything is stored."""
-        with pytest.raises(NotImplementedError, match="Mapped maps Second"):
-            await runner.start(flows.Mapped, {"n": 1}, id="mapped")
-        assert [] == await db.rows("SELECT id FROM heph_instances")
-
 
 class TestRefusedResumes:
     async def test_unknown_instance(self, runner: DistributedRunner, db: Database) -> None:
-        """Resuming an id nobody started raises InstanceNotFound and writes nothing."""
+        """Resuming, messaging or timing an id nobody started raises InstanceNotFound; no write."""
         with pytest.raises(InstanceNotFound, match="nobody"):
             await runner.resume("nobody", "ok")
+        with pytest.raises(InstanceNotFound, match="nobody"):
+            await runner.send("nobody", "ok")
+        with pytest.raises(InstanceNotFound, match="nobody"):
+            await runner.schedule_resume("nobody", WaitForEvent, 1)
 
-        assert [] == await db.rows("SELECT id FROM heph_step_results")
+        assert [] == await db.rows("SELECT id FROM heph_inbox")
+        assert [] == await db.rows("SELECT seq FROM heph_history")
         assert [] == await db.rows("SELECT id FROM procrastinate_jobs")
 
     async def test_not_waiting(self, runner: DistributedRunner, db: Database) -> None:
@@ -566,33 +800,35 @@ class TestRefusedResumes:
         probe = flows.probe("busy")
         iid = await runner.start(flows.Parks, {}, id="busy")
         await until(probe.started)  # Hold runs: nothing waits yet
-        before = await snapshot(db, iid)
+        before = await db.snapshot(iid)
 
         with pytest.raises(NotWaiting):
             await runner.resume(iid, "ok")
 
-        assert before == await snapshot(db, iid)
+        assert before == await db.snapshot(iid)
         probe.release.set()
         await parked(runner, iid, flows.Hold)
         await runner.resume(iid, "ok")
         await runner.wait(iid, timeout=GUARD)
-        ended = await snapshot(db, iid)
+        await db.settled(iid)
+        ended = await db.snapshot(iid)
         with pytest.raises(NotWaiting):
             await runner.resume(iid, "ok")
-        assert ended == await snapshot(db, iid)
+        assert ended == await db.snapshot(iid)
 
     async def test_undeclared_event(self, runner: DistributedRunner, db: Database) -> None:
         """Resuming with an event the step does not declare raises UndeclaredEvent; no change."""
         iid = await runner.start(flows.Parks, {}, id="undeclared")
         await parked(runner, iid, flows.Hold)
-        before = await snapshot(db, iid)
+        await db.settled(iid)
+        before = await db.snapshot(iid)
 
         with pytest.raises(UndeclaredEvent, match="'nope'"):
             await runner.resume(iid, "nope")
         with pytest.raises(UndeclaredEvent, match="'timeout'"):
             await runner.schedule_resume(iid, flows.Hold, 1)
 
-        assert before == await snapshot(db, iid)
+        assert before == await db.snapshot(iid)
 
     async def test_a_step_that_is_not_waiting(
         self, runner: DistributedRunner, db: Database
@@ -600,31 +836,38 @@ class TestRefusedResumes:
         """Naming a step that does not wait raises NotWaiting; no change."""
         iid = await runner.start(flows.Timed, {}, id="other-step")
         await parked(runner, iid, WaitForEvent)
-        before = await snapshot(db, iid)
+        await db.settled(iid)
+        before = await db.snapshot(iid)
 
         with pytest.raises(NotWaiting, match="Got"):
             await runner.resume(iid, "done", step=flows.Got)
         with pytest.raises(NotWaiting, match="no_such_step"):
             await runner.resume(iid, "done", step="no_such_step")
+        with pytest.raises(NotWaiting, match="Got"):
+            await runner.schedule_resume(iid, flows.Got, 1)
 
-        assert before == await snapshot(db, iid)
+        assert before == await db.snapshot(iid)
 
     async def test_ambiguous(self, runner: DistributedRunner, db: Database) -> None:
         """With two steps waiting, a resume must name one: AmbiguousResume, no change."""
         iid = await runner.start(flows.Twins, {}, id="twins")
         await parked(runner, iid, flows.Hold)
         await parked(runner, iid, flows.HoldToo)
-        before = await snapshot(db, iid)
+        await db.settled(iid)
+        before = await db.snapshot(iid)
 
         with pytest.raises(AmbiguousResume, match="step="):
             await runner.resume(iid, "ok")
 
-        assert before == await snapshot(db, iid)
+        assert before == await db.snapshot(iid)
         await runner.resume(iid, "ok", step=flows.HoldToo)
         await runner.resume(iid, "ok", step="hold")
         instance = await runner.wait(iid, timeout=GUARD)
         assert Status.COMPLETED == instance.status
         assert 1 == sum(1 for entry in instance.execution_history if entry.step is flows.Merge)
+        assert [("hold_too", "ok", "external"), ("hold", "ok", "external")] == resumes(
+            await runner.history(iid)
+        )
 
 
 class TestQueries:
@@ -645,6 +888,18 @@ class TestQueries:
             i.id for i in await runner.list(status_in=[Status.COMPLETED, Status.WAITING])
         ]
         assert [] == await runner.list(status=Status.FAILED)
+
+    async def test_history_pages(self, runner: DistributedRunner) -> None:
+        """history pages through the records with offset and limit; an unknown id raises."""
+        await runner.run(flows.Linear, {"n": 1}, id="paged", timeout=GUARD)
+        records = await runner.history("paged")
+
+        assert records[1:3] == await runner.history("paged", offset=1, limit=2)
+        assert records[4:] == await runner.history("paged", offset=4)
+        assert all(isinstance(record, Record) for record in records)
+        assert [r.at for r in records] == sorted(r.at for r in records)
+        with pytest.raises(InstanceNotFound):
+            await runner.history("missing")
 
 
 class TestMisuse:
@@ -667,12 +922,13 @@ class TestMisuse:
         """schedule_resume refuses a delay that is not a finite number >= 0; nothing changes."""
         iid = await runner.start(flows.Timed, {}, id="bad-delay")
         await parked(runner, iid, WaitForEvent)
-        before = await snapshot(db, iid)
+        await db.settled(iid)
+        before = await db.snapshot(iid)
 
         with pytest.raises(ValueError, match="delay"):
             await runner.schedule_resume(iid, WaitForEvent, delay)
 
-        assert before == await snapshot(db, iid)
+        assert before == await db.snapshot(iid)
 
     @pytest.mark.parametrize("schema_name", ["Upper", "with-dash", "1digit", ""])
     def test_a_schema_name_search_path_cannot_take(
@@ -686,7 +942,7 @@ class TestMisuse:
 
 
 class TestTelemetry:
-    async def test_the_eleven_events(self, postgres_dsn: str, schema: str, db: Database) -> None:
+    async def test_the_eleven_events(self, postgres_dsn: str, schema: str) -> None:
         """Every event is emitted, by the runner or the worker, with the fields they promise."""
         with capture_events() as events:
             async with (
@@ -700,9 +956,7 @@ class TestTelemetry:
                 await runner.run(flows.Refusal, {}, id="refusal", timeout=GUARD)
 
         assert set(telemetry.events()) == {name for name, _, _ in events}
-        assert {("w1", Worker), ("r1", DistributedRunner)} == {
-            (meta["name"], meta["runner"]) for _, _, meta in of(events, runner_init_event())
-        }
+        assert {"w1", "r1"} == {meta["name"] for _, _, meta in of(events, runner_init_event())}
         assert [
             ("told", flows.Begin, DistributedRunner),
             ("refusal", flows.Refuses, DistributedRunner),
@@ -723,33 +977,31 @@ class TestTelemetry:
 
         starts = [meta["step"] for _, _, meta in of(events, step_start_event(), "told")]
         assert [flows.Begin, flows.Hold, flows.After, Done] == starts
-        # Transitions and advances are emitted after their commits, by whichever job
-        # committed (a step job applies its own result when it can): their order
-        # across jobs is not promised, their content is.
-        transitions = of(events, workflow_transition_event(), "told")
+        # One driver at a time per instance: its events come in the LocalRunner's order.
         assert [
             (flows.Begin, "begun", [flows.Hold]),
             (flows.Hold, "ok", [flows.After]),
             (flows.After, "done", [Done]),
             (Done, "done", []),
-        ] == sorted(
-            ((meta["from_step"], meta["event"], meta["targets"]) for _, _, meta in transitions),
-            key=lambda transition: starts.index(transition[0]),
-        )
+        ] == [
+            (meta["from_step"], meta["event"], meta["targets"])
+            for _, _, meta in of(events, workflow_transition_event(), "told")
+        ]
         assert [flows.Hold] == [meta["step"] for _, _, meta in of(events, step_async_event())]
         [(_, resume_measurements, resume)] = of(events, step_resume_event())
         assert ("ok", "external") == (resume["resume_event"], resume["source"])
         assert resume_measurements["wait_duration"] >= 0
 
-        advances = of(events, engine_advance_event(), "told")
-        assert list(range(1, len(advances) + 1)) == sorted(
-            meta["iteration"] for _, _, meta in advances
-        )
+        # `iteration` counts the advances of each drive of the instance from 1 (a drive
+        # takes the instance over, as a restarted LocalRunner does); `advance_count`
+        # counts those of the drive that ended it.
+        iterations = [meta["iteration"] for _, _, meta in of(events, engine_advance_event(), "told")]
+        assert 1 == iterations[0]
+        assert all(b in (1, a + 1) for a, b in itertools.pairwise(iterations)), iterations
         [(_, stop_measurements, stop)] = of(events, workflow_stop_event())
         assert "told" == stop["instance_id"]
         assert 4 == stop_measurements["step_count"]
-        assert len(advances) == stop_measurements["advance_count"]
-        assert await db.advance_count("told") == stop_measurements["advance_count"]
+        assert iterations[-1] == stop_measurements["advance_count"]
 
         [(_, _, failure)] = of(events, step_exception_event())
         assert ("refusal", flows.Refuses, "error") == (
@@ -764,86 +1016,113 @@ class TestTelemetry:
             failed["kind"],
         )
 
+    @pytest.mark.xfail(
+        strict=True,
+        reason=(
+            "the worker's events come from driving.Driver, a LocalRunner: its __aenter__ "
+            "emits runner:init with runner=type(self), i.e. Driver (and storage=PostgresStorage), "
+            "and the Worker emits none itself; docs/distributed.md promises `runner` is Worker"
+        ),
+    )
+    async def test_the_worker_names_itself_in_its_events(
+        self, postgres_dsn: str, schema: str
+    ) -> None:
+        """The worker's runner:init, like the runner's, names its class (`runner`: Worker)."""
+        with capture_events(runner_init_event()) as events:
+            async with (
+                worker(postgres_dsn, schema, name="w1"),
+                DistributedRunner(postgres_dsn, schema=schema, name="r1"),
+            ):
+                pass
+
+        assert {("w1", Worker), ("r1", DistributedRunner)} == {
+            (meta["name"], meta["runner"]) for _, _, meta in events
+        }
+
 
 class TestIsolation:
-    async def test_a_cancel_in_another_schema_aborts_nothing_here(
+    async def test_a_cancel_in_another_schema_stops_nothing_here(
         self, postgres_dsn: str, schema: str, db: Database
     ) -> None:
-        """Cancelling an instance in one schema leaves the running steps of another alone."""
+        """Cancelling an instance in one schema leaves alone the instance with its id in another."""
         other = fresh_schema()
         here_probe = flows.probe("here")
         there_probe = flows.probe("there")
         try:
-            # Here, the worker learns about new jobs only from notifications (it polls
-            # once a minute), so it handles them in the order they were sent.
             async with (
-                worker(postgres_dsn, schema, poll_interval=60),
+                worker(postgres_dsn, schema),
                 DistributedRunner(postgres_dsn, schema=schema) as here,
                 worker(postgres_dsn, other),
                 DistributedRunner(postgres_dsn, schema=other) as there,
             ):
-                await here.start(flows.Cancellable, {}, id="here")
+                # The same instance id in both schemas: the cancel's notification names it.
+                await here.start(flows.Cancellable, {"probe": "here"}, id="same")
                 await until(here_probe.started)
-                await parked(here, "here", WaitForEvent)
-                await there.start(flows.Cancellable, {}, id="there")
+                await parked(here, "same", WaitForEvent)
+                await there.start(flows.Cancellable, {"probe": "there"}, id="same")
                 await until(there_probe.started)
-                await parked(there, "there", WaitForEvent)
-                long_jobs = [
-                    job_id
-                    for database in (db, Database(postgres_dsn, other))
-                    for (job_id,) in await database.rows(
-                        "SELECT id FROM procrastinate_jobs WHERE args->>'step' LIKE '%%:Long'"
-                    )
-                ]
-                assert long_jobs[0] == long_jobs[1], "the two Long steps have the same job id"
+                await parked(there, "same", WaitForEvent)
+                _, epoch, _ = await db.instance("same")
 
-                await there.cancel("there")  # asks for an abort of job <id> in `other`
+                await there.cancel("same")
                 await until(there_probe.cancelled)
-                # A notification sent after the abort request: once the instance it
-                # starts has run, the worker here has handled the abort request too.
-                await here.run(flows.Linear, {"n": 1}, id="marker", timeout=GUARD)
+                # A letter here sent after the cancel there: once the worker here has
+                # applied it, it has seen any notification the cancel could have sent it.
+                await here.resume("same", "received", step=WaitForEvent)
 
-                assert not here_probe.cancelled.is_set(), "Long was aborted here"
+                async def resumed_here() -> bool:
+                    return bool(resumes(await here.history("same")))
+
+                await eventually(resumed_here, "the resume here to be applied")
+
+                assert not here_probe.cancelled.is_set(), "Long was stopped here"
+                assert ("running", epoch) == (await db.instance("same"))[:2]
                 here_probe.release.set()
-                await here.resume("here", "received", step=WaitForEvent)
-                assert Status.COMPLETED == (await here.wait("here", timeout=GUARD)).status
+                assert Status.COMPLETED == (await here.wait("same", timeout=GUARD)).status
+                assert "cancelled" not in [r.kind for r in await here.history("same")]
+                assert Status.CANCELLED == (await there.get("same")).status
         finally:
             drop_schema(postgres_dsn, other)
 
 
 class TestShutdown:
     async def test_a_worker_stops_after_its_running_steps(
-        self, postgres_dsn: str, schema: str
+        self, postgres_dsn: str, schema: str, db: Database
     ) -> None:
-        """Leaving a worker waits for its running step, whose result is applied."""
+        """Leaving a worker waits for its running step, whose park is stored."""
         probe = flows.probe("graceful")
         async with DistributedRunner(postgres_dsn, schema=schema) as runner:
             async with worker(postgres_dsn, schema):
                 await runner.start(flows.Parks, {}, id="graceful")
                 await until(probe.started)  # Hold runs
-                probe.release.set()  # Hold goes on (and has its result to record) as we leave
-            # The worker has stopped, after Hold's park was recorded and applied.
+                probe.release.set()  # Hold goes on (and has its park to store) as we leave
+            # The worker has stopped, after Hold's park was stored and its drive job ended.
             assert flows.Hold in (await runner.get("graceful")).waiting_steps
+            assert ["succeeded"] == await db.statuses("graceful")
+            records = await runner.history("graceful")
+        assert ["hold"] == [r.step for r in records if r.kind == "step_parked"]
+        assert 1 == probe.calls.count("hold")
 
     async def test_a_step_cut_short_by_a_stopping_worker_runs_again(
         self, postgres_dsn: str, schema: str, db: Database
     ) -> None:
-        """A step aborted because its worker stopped runs again on another worker."""
+        """A drive cut short because its worker stopped is driven again by another worker."""
         probe = flows.probe("cut")
         async with DistributedRunner(postgres_dsn, schema=schema) as runner:
             async with worker(postgres_dsn, schema, shutdown_timeout=0.1):
                 await runner.start(flows.Parks, {}, id="cut")
                 await until(probe.started)  # Hold runs, blocked until released
-            hold_jobs = [
-                status
-                for name, status, _, args in await db.jobs("cut")
-                if args.get("step", "").endswith(":Hold")
-            ]
-            assert "todo" in hold_jobs, f"nothing will run Hold again: {hold_jobs}"
+            assert ["todo"] == await db.statuses("cut"), "nothing will run Hold again"
+            assert Status.RUNNING == (await runner.get("cut")).status
 
             probe.release.set()
-            async with worker(postgres_dsn, schema):
+            async with worker(postgres_dsn, schema, name="second"):
                 await parked(runner, "cut", flows.Hold)
                 await runner.resume("cut", "ok")
                 assert Status.COMPLETED == (await runner.wait("cut", timeout=GUARD)).status
+            records = await runner.history("cut")
         assert 2 == probe.calls.count("hold")
+        assert [("second", "running")] == [
+            (r.details["runner"], r.details["status"]) for r in records if r.kind == "recovered"
+        ]
+        assert [("hold", "ok", "external")] == resumes(records)
