@@ -219,7 +219,7 @@ class Driver(LocalRunner):
                     "a letter was refused",
                     instance_id=iid,
                     kind=letter.kind,
-                    event=letter.event,
+                    letter_event=letter.event,
                     reason=str(exc),
                 )
                 return False

@@ -145,7 +145,7 @@ class Database:
         [row] = await self.rows(
             "SELECT status, epoch, wake_at FROM heph_instances WHERE id = %s", instance_id
         )
-        return row  # type: ignore[return-value]
+        return row
 
     async def snapshot(self, instance_id: str) -> tuple[Any, ...]:
         """Everything stored about the instance: its row, history, inbox and jobs."""
@@ -174,7 +174,9 @@ def db(postgres_dsn: str, schema: str) -> Database:
     return Database(postgres_dsn, schema)
 
 
-async def eventually(check: Callable[[], Awaitable[T]], what: str, seconds: float = GUARD) -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], what: str, seconds: float = GUARD
+) -> T:
     """Poll ``check`` until it returns something true, and return that; fail after ``seconds``."""
     try:
         with anyio.fail_after(seconds):

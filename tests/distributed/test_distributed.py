@@ -13,6 +13,7 @@ procrastinate's jobs.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from hephaestus import (
     telemetry,
 )
 from hephaestus.distributed import DistributedRunner, Worker
+from hephaestus.distributed.driving import Driver
 from hephaestus.telemetry import (
     engine_advance_event,
     runner_init_event,
@@ -76,6 +78,12 @@ def of(events: list[Captured], name: Any, instance_id: str | None = None) -> lis
 def source(record: Record) -> str | None:
     """Who resumed a ``resumed`` record's step (``external``, ``message``, ``timeout``)."""
     return None if record.details is None else record.details.get("source")
+
+
+def details(record: Record) -> Mapping[str, Any]:
+    """The record's details (which its kind has)."""
+    assert record.details is not None, record
+    return record.details
 
 
 def resumes(records: list[Record]) -> list[tuple[str | None, str | None, str | None]]:
@@ -172,7 +180,9 @@ class TestRunning:
         assert [("scale", {"items": 3})] == [
             (r.step, r.details) for r in records if r.kind == "map_started"
         ]
-        assert [0, 1, 2] == sorted(r.item for r in records if r.step == "scale" and r.item is not None)
+        assert {0, 1, 2} == {
+            r.item for r in records if r.kind == "step_completed" and r.step == "scale"
+        }
         assert [("First", "done"), ("Done", "done")] == [
             entry for entry in path(instance) if entry[0] != "Scale"
         ]
@@ -199,30 +209,27 @@ class TestRunning:
             ("step_parked", None, None),
             ("timer_armed", "timeout", None),
             ("resumed", "timeout", "timeout"),
-        ] == [(r.kind, r.event, source(r)) for r in await runner.history("sleeps") if r.step == "wait"]
+        ] == [
+            (r.kind, r.event, source(r)) for r in await runner.history("sleeps") if r.step == "wait"
+        ]
         assert ["succeeded", "succeeded"] == await db.settled("sleeps")
         assert ("completed", None) == (await db.instance("sleeps"))[::2]
 
     async def test_a_timer_due_within_the_poll_interval_fires_in_its_drive(
         self, postgres_dsn: str, schema: str, db: Database
     ) -> None:
-        """A drive job keeps an instance whose timer falls due within poll_interval, and fires it."""
+        """A drive job keeps an instance whose timer falls due within poll_interval; fires it."""
         async with (
             worker(postgres_dsn, schema, poll_interval=5),
             DistributedRunner(postgres_dsn, schema=schema) as runner,
         ):
             instance = await runner.run(flows.Sleeps, {}, id="kept", timeout=GUARD)
             statuses = await db.settled("kept")
+            records = await runner.history("kept")
 
         assert Status.COMPLETED == instance.status
-        assert [("wait", "timeout", "timeout")] == resumes(await runner_history(db, "kept"))
+        assert [("wait", "timeout", "timeout")] == resumes(records)
         assert ["succeeded"] == statuses
-
-
-async def runner_history(db: Database, instance_id: str) -> list[Record]:
-    """The instance's history, read with a runner of the test's schema."""
-    async with DistributedRunner(db.dsn, schema=db.schema) as runner:
-        return await runner.history(instance_id)
 
 
 class TestResume:
@@ -249,7 +256,7 @@ class TestResume:
         assert [] == await db.inbox(iid)
 
     async def test_data_with_a_resume_lands_in_the_context(self, runner: DistributedRunner) -> None:
-        """The resumed step's output is the data sent with the resume; the history keeps its keys."""
+        """The resumed step's output is the data sent with the resume; the history has its keys."""
         iid = await runner.start(flows.Parks, {}, id="parks-data")
         await parked(runner, iid, flows.Hold)
         await runner.resume(iid, "ok", {"by": "ada"})
@@ -330,16 +337,28 @@ class TestResume:
         assert ["succeeded", "succeeded"] == await db.settled(iid)
         assert 1 == probe.calls.count("long")
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "driving.Driver._apply logs a refused letter with _logger.info(..., event=...): "
-            "structlog's info(event, *args, **kw) takes the message as `event`, so the call "
-            "raises TypeError (multiple values for argument 'event'); the drive job fails, "
-            "abandons the instance (stopping its running steps) and is retried into the same "
-            "letter: the instance stays running forever"
-        ),
-    )
+    async def test_a_resume_disarms_the_timer(
+        self, runner: DistributedRunner, db: Database
+    ) -> None:
+        """A resume of a step that waits with a timer clears the timer: it never fires."""
+        iid = await runner.start(flows.Timed, {}, id="disarmed")
+        await parked(runner, iid, WaitForEvent)
+        assert (await db.instance(iid))[2] is not None, "the timer is stored in wake_at"
+
+        await runner.resume(iid, "received")
+        instance = await runner.wait(iid, timeout=GUARD)
+
+        assert [
+            ("Begin", "begun"),
+            ("WaitForEvent", "received"),
+            ("Got", "done"),
+            ("Done", "done"),
+        ] == path(instance)
+        assert {} == instance.timers
+        assert [("wait_for_event", "received", "external")] == resumes(await runner.history(iid))
+        assert "todo" not in await db.settled(iid)
+        assert ("completed", None) == (await db.instance(iid))[::2]
+
     async def test_resume_first_then_the_timer_does_nothing(
         self, postgres_dsn: str, schema: str, db: Database
     ) -> None:
@@ -416,7 +435,7 @@ class TestResume:
         assert ("WaitForEvent", "timeout") == path(instance)[1]
         records = await runner.history(iid)
         # The park armed the configured timer (60 s); the scheduled one replaced it and fired.
-        configured, scheduled = [r.details["due"] for r in records if r.kind == "timer_armed"]
+        configured, scheduled = [details(r)["due"] for r in records if r.kind == "timer_armed"]
         assert scheduled < configured
         assert [("wait_for_event", "timeout", "timeout")] == resumes(records)
         await db.settled(iid)
@@ -523,7 +542,7 @@ class TestFailures:
         ]
         records = await runner.history("flaky")
         failed = [
-            (r.step, r.attempt, r.details["failure"], r.details["reason"])
+            (r.step, r.attempt, details(r)["failure"], details(r)["reason"])
             for r in records
             if r.kind == "step_failed"
         ]
@@ -531,7 +550,7 @@ class TestFailures:
             ("flaky", 1, "exception", "ConnectionError: attempt 1 failed"),
             ("flaky", 2, "exception", "ConnectionError: attempt 2 failed"),
         ] == failed
-        assert all(r.details["retry_in"] > 0 for r in records if r.kind == "step_failed")
+        assert all(details(r)["retry_in"] > 0 for r in records if r.kind == "step_failed")
         assert [("flaky", 3, "done"), ("done", 1, "done")] == completed(records)
         # The retries ran inside the one drive job.
         assert ["succeeded"] == await db.settled("flaky")
@@ -554,13 +573,13 @@ class TestFailures:
         ]
         records = await runner.history(iid)
         assert [(1, True), (2, False)] == [
-            (r.attempt, r.details["retry_in"] is not None)
+            (r.attempt, details(r)["retry_in"] is not None)
             for r in records
             if r.kind == "step_failed"
         ]
         [failed] = [r for r in records if r.kind == "failed"]
-        assert ("doomed", "exception") == (failed.step, failed.details["failure"])
-        assert "the printer is on fire" in failed.details["reason"]
+        assert ("doomed", "exception") == (failed.step, details(failed)["failure"])
+        assert "the printer is on fire" in details(failed)["reason"]
         assert "failed" == records[-1].kind
         statuses = await db.settled(iid)
         assert "todo" not in statuses
@@ -579,7 +598,7 @@ class TestFailures:
             (meta["kind"], meta["reason"], meta["stacktrace"]) for _, _, meta in events
         ]
         assert [("refuses", 1, "error", None)] == [
-            (r.step, r.attempt, r.details["failure"], r.details["retry_in"])
+            (r.step, r.attempt, details(r)["failure"], details(r)["retry_in"])
             for r in await runner.history("refused")
             if r.kind == "step_failed"
         ]
@@ -651,7 +670,7 @@ class TestCancel:
         records = await runner.history(iid)
         # The driver wrote nothing after the cancel: its record is the last.
         assert "cancelled" == records[-1].kind
-        assert ["long"] == records[-1].details["stopped"]  # the steps running, not waiting
+        assert ["long"] == details(records[-1])["stopped"]  # the steps running, not waiting
         assert not [r for r in records if r.step == "long"]
         assert [] == await db.inbox(iid)
 
@@ -718,7 +737,7 @@ class TestStart:
     async def test_a_start_stores_the_instance_its_record_and_its_drive_job(
         self, postgres_dsn: str, schema: str, db: Database
     ) -> None:
-        """start stores a pending instance, its `started` record and one drive job; a worker runs it."""
+        """start stores a pending instance, its `started` record and one drive job, at once."""
         async with DistributedRunner(postgres_dsn, schema=schema) as runner:
             iid = await runner.start(flows.Linear, {"n": 1}, id="stored")
 
@@ -956,7 +975,10 @@ class TestTelemetry:
                 await runner.run(flows.Refusal, {}, id="refusal", timeout=GUARD)
 
         assert set(telemetry.events()) == {name for name, _, _ in events}
-        assert {"w1", "r1"} == {meta["name"] for _, _, meta in of(events, runner_init_event())}
+        # The worker's events come from its driver, a LocalRunner (`runner` is its class).
+        assert {("w1", Driver), ("r1", DistributedRunner)} == {
+            (meta["name"], meta["runner"]) for _, _, meta in of(events, runner_init_event())
+        }
         assert [
             ("told", flows.Begin, DistributedRunner),
             ("refusal", flows.Refuses, DistributedRunner),
@@ -995,7 +1017,9 @@ class TestTelemetry:
         # `iteration` counts the advances of each drive of the instance from 1 (a drive
         # takes the instance over, as a restarted LocalRunner does); `advance_count`
         # counts those of the drive that ended it.
-        iterations = [meta["iteration"] for _, _, meta in of(events, engine_advance_event(), "told")]
+        iterations = [
+            meta["iteration"] for _, _, meta in of(events, engine_advance_event(), "told")
+        ]
         assert 1 == iterations[0]
         assert all(b in (1, a + 1) for a, b in itertools.pairwise(iterations)), iterations
         [(_, stop_measurements, stop)] = of(events, workflow_stop_event())
@@ -1015,29 +1039,6 @@ class TestTelemetry:
             failed["failed_step"],
             failed["kind"],
         )
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "the worker's events come from driving.Driver, a LocalRunner: its __aenter__ "
-            "emits runner:init with runner=type(self), i.e. Driver (and storage=PostgresStorage), "
-            "and the Worker emits none itself; docs/distributed.md promises `runner` is Worker"
-        ),
-    )
-    async def test_the_worker_names_itself_in_its_events(
-        self, postgres_dsn: str, schema: str
-    ) -> None:
-        """The worker's runner:init, like the runner's, names its class (`runner`: Worker)."""
-        with capture_events(runner_init_event()) as events:
-            async with (
-                worker(postgres_dsn, schema, name="w1"),
-                DistributedRunner(postgres_dsn, schema=schema, name="r1"),
-            ):
-                pass
-
-        assert {("w1", Worker), ("r1", DistributedRunner)} == {
-            (meta["name"], meta["runner"]) for _, _, meta in events
-        }
 
 
 class TestIsolation:
@@ -1123,6 +1124,6 @@ class TestShutdown:
             records = await runner.history("cut")
         assert 2 == probe.calls.count("hold")
         assert [("second", "running")] == [
-            (r.details["runner"], r.details["status"]) for r in records if r.kind == "recovered"
+            (details(r)["runner"], details(r)["status"]) for r in records if r.kind == "recovered"
         ]
         assert [("hold", "ok", "external")] == resumes(records)
