@@ -165,3 +165,29 @@ class TestHelpers:
         percentile = bench("harness").percentile
         assert 99 == percentile(list(range(1, 101)), 99)
         assert 2 == percentile([4, 1, 3, 2], 50)
+
+
+def test_distributed_quick_run(postgres_dsn: str, tmp_path: Path) -> None:
+    """``benchmarks.distributed --quick``: every figure but DBOS's, the targets, no worker left."""
+    path = tmp_path / "distributed.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.distributed", "--quick", "--json", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "HEPHAESTUS_TEST_DSN": postgres_dsn},
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    report = json.loads(path.read_text())
+    for kind in ("trivial", "io"):
+        assert ["1", "2"] == list(report[kind])
+        assert all(figure["steps_per_second"] > 0 for figure in report[kind].values())
+    assert report["trivial_unanalyzed"]["steps_per_second"] > 0
+    assert report["local_postgres"]["steps_per_second"] > 0
+    assert "skipped" in report["dbos_postgres"]  # --quick skips DBOS
+    assert report["per_step"]["statements_per_step"] > 0
+    assert report["per_step"]["commits_per_step"] > 0
+    assert 6 == len(report["targets"])
+    assert "Targets:" in completed.stdout

@@ -79,7 +79,10 @@ def make_pool(dsn: str, schema: str, max_size: int) -> AsyncConnectionPool[Conn]
         open=False,
         min_size=1,
         max_size=max_size,
-        kwargs={"options": f"-c search_path={schema}"},
+        # A custom plan per call: procrastinate's job fetch, a PL/pgSQL function, otherwise
+        # keeps a generic plan made on a near-empty table, which grows with the square
+        # of the jobs waiting (24 ms a fetch with 1,000 waiting, 0.09 ms planned for them).
+        kwargs={"options": f"-c search_path={schema} -c plan_cache_mode=force_custom_plan"},
         configure=_autocommit,
         name=f"hephaestus-distributed:{schema}",
     )

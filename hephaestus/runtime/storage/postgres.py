@@ -235,8 +235,8 @@ class PostgresStorage:
             " (instance_id, kind, at, step, item, attempt, event, duration, details)"
             " SELECT r.id, r.kind, r.at, r.step, r.item, r.attempt, r.event, r.duration,"
             " r.details::jsonb FROM unnest("
-            "%s::text[], %s::text[], %s::bigint[], %s::text[], %s::integer[], %s::integer[],"
-            " %s::text[], %s::bigint[], %s::text[]) WITH ORDINALITY"
+            "%b::text[], %b::text[], %s::bigint[], %b::text[], %s::integer[], %s::integer[],"
+            " %b::text[], %s::bigint[], %b::text[]) WITH ORDINALITY"
             " AS r(id, kind, at, step, item, attempt, event, duration, details, n)"
             " WHERE r.id IN (SELECT id FROM up) ORDER BY r.n"
         )
@@ -244,7 +244,7 @@ class PostgresStorage:
             "WITH up AS (INSERT INTO {schema}.heph_instances"
             " (id, workflow, workflow_version, status, state, wake_at)"
             " SELECT u.id, u.workflow, u.version, u.status, u.state::jsonb, u.wake FROM unnest("
-            "%s::text[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::timestamptz[])"
+            "%b::text[], %b::text[], %s::integer[], %b::text[], %b::text[], %s::timestamptz[])"
             " AS u(id, workflow, version, status, state, wake)"
             " ON CONFLICT (id) DO UPDATE SET"
             " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
@@ -255,7 +255,7 @@ class PostgresStorage:
         self._update_fenced = compose(
             "WITH up AS (UPDATE {schema}.heph_instances i SET"
             " status = u.status, state = u.state::jsonb, wake_at = u.wake, updated_at = now()"
-            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::bigint[],"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %s::timestamptz[], %s::bigint[],"
             " %s::bigint[]) AS u(id, status, state, wake, epoch, seen)"
             " WHERE i.id = u.id AND i.epoch = u.epoch RETURNING i.id, u.seen),"
             " logged AS (" + batch + "),"
