@@ -79,7 +79,7 @@ from psycopg_pool import AsyncConnectionPool
 from benchmarks.distributed_flows import IO_SECONDS, IO_STEPS, LINEAR_STEPS, IoFlow, Linear10
 from hephaestus import LocalRunner
 from hephaestus.core.workflow import Workflow
-from hephaestus.distributed import DistributedRunner, Worker
+from hephaestus.distributed import DistributedRunner, Worker, make_pool
 from hephaestus.runtime.storage.postgres import PostgresStorage
 
 DSN = os.environ.get("HEPHAESTUS_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -486,19 +486,10 @@ def _counting_pool(conninfo: str, schema: str, counter: _Counter) -> AsyncConnec
     """``hephaestus.distributed.make_pool``'s pool, whose cursors count their statements."""
     cursor = _counting_cursor(counter)
 
-    async def configure(conn: Conn) -> None:
-        await conn.set_autocommit(True)
+    async def counting(conn: Conn) -> None:
         conn.cursor_factory = cursor
 
-    return AsyncConnectionPool(
-        conninfo,
-        open=False,
-        min_size=1,
-        max_size=POOL_SIZE,
-        kwargs={"options": f"-c search_path={schema}"},
-        configure=configure,
-        name=f"hephaestus-bench:{schema}",
-    )
+    return make_pool(conninfo, schema, POOL_SIZE, configure=counting)
 
 
 async def _xact_commit(conn: Conn, database: str) -> int:

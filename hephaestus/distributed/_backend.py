@@ -11,12 +11,11 @@ procrastinate's own ``procrastinate_defer_jobs_v1``.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import procrastinate
@@ -29,7 +28,7 @@ from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance
 from hephaestus.exceptions import StorageError
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.storage.postgres import PostgresStorage
+from hephaestus.runtime.storage.postgres import PostgresStorage, utc
 
 __all__ = ["DRIVE", "Backend", "Letter", "migrate"]
 
@@ -70,8 +69,23 @@ def queue_name(schema: str) -> str:
     return "heph_" + hashlib.sha256(schema.encode()).hexdigest()[:24]
 
 
-def make_pool(dsn: str, schema: str, max_size: int) -> AsyncConnectionPool[Conn]:
-    """A pool whose connections work in ``schema`` (autocommit, like procrastinate's own)."""
+def make_pool(
+    dsn: str,
+    schema: str,
+    max_size: int,
+    *,
+    configure: Callable[[Conn], Awaitable[None]] | None = None,
+) -> AsyncConnectionPool[Conn]:
+    """A pool whose connections work in ``schema`` (autocommit, like procrastinate's own).
+
+    ``configure``, if given, is awaited on each new connection after that.
+    """
+
+    async def setup(conn: Conn) -> None:
+        await conn.set_autocommit(True)
+        if configure is not None:
+            await configure(conn)
+
     # autocommit is set by `configure`, not in `kwargs`: procrastinate's listener
     # connects with the pool's kwargs plus autocommit=True of its own.
     return AsyncConnectionPool(
@@ -83,13 +97,9 @@ def make_pool(dsn: str, schema: str, max_size: int) -> AsyncConnectionPool[Conn]
         # keeps a generic plan made on a near-empty table, which grows with the square
         # of the jobs waiting (24 ms a fetch with 1,000 waiting, 0.09 ms planned for them).
         kwargs={"options": f"-c search_path={schema} -c plan_cache_mode=force_custom_plan"},
-        configure=_autocommit,
+        configure=setup,
         name=f"hephaestus-distributed:{schema}",
     )
-
-
-async def _autocommit(conn: Conn) -> None:
-    await conn.set_autocommit(True)
 
 
 async def migrate(pool: AsyncConnectionPool[Conn], schema: str) -> None:
@@ -213,10 +223,6 @@ def _letters(text: str) -> list[Letter]:
     return [Letter(*row) for row in json.loads(text)]
 
 
-def _utc(ns: int) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
-
-
 class Backend:
     """The pool, the procrastinate app and the SQL of one process (a runner or a worker)."""
 
@@ -299,7 +305,7 @@ class Backend:
         async with self.pool.connection() as conn:
             await conn.execute(
                 "UPDATE heph_instances SET wake_at = %s WHERE id = %s AND epoch = %s",
-                (None if due is None else _utc(due), instance_id, epoch),
+                (None if due is None else utc(due), instance_id, epoch),
             )
 
     async def wake(self, lease: float) -> None:

@@ -232,11 +232,7 @@ class DistributedRunner:
         sent = check_data(data)
         if sent is not None:
             codec.encode_value(sent, "the data of the resume")
-        instance = await self._active(instance_id)
-        target = waiting_step(instance, instance.waiting_steps, step)
-        declared = target.declared_events(instance.step_configs.get(target))
-        if event not in declared:
-            raise UndeclaredEvent(target.__qualname__, event, declared)
+        target = await self._waiting(instance_id, step, event)
         await backend.post(
             instance_id,
             "resume",
@@ -274,11 +270,7 @@ class DistributedRunner:
         backend = self._ready
         check_id(instance_id)
         check_step(step)
-        instance = await self._active(instance_id)
-        target = waiting_step(instance, instance.waiting_steps, step)
-        declared = target.declared_events(instance.step_configs.get(target))
-        if "timeout" not in declared:
-            raise UndeclaredEvent(target.__qualname__, "timeout", declared)
+        target = await self._waiting(instance_id, step, "timeout")
         await backend.post(
             instance_id,
             "timer",
@@ -299,6 +291,17 @@ class DistributedRunner:
         if cancelled is None:
             raise InstanceNotFound(instance_id)
         return cancelled
+
+    async def _waiting(
+        self, instance_id: str, step: type[Step] | str | None, event: str
+    ) -> type[Step]:
+        """The stored instance's waiting step that ``step`` names, which must declare ``event``."""
+        instance = await self._active(instance_id)
+        target = waiting_step(instance, instance.waiting_steps, step)
+        declared = target.declared_events(instance.step_configs.get(target))
+        if event not in declared:
+            raise UndeclaredEvent(target.__qualname__, event, declared)
+        return target
 
     async def _active(self, instance_id: str) -> Instance:
         instance = await self._ready.storage.get(instance_id)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import os
 import time
 from types import TracebackType
@@ -33,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from hephaestus.distributed._backend import DRIVE, Backend, Conn, check_schema, make_pool, migrate
 from hephaestus.distributed.driving import Driver
+from hephaestus.runtime.storage.postgres import utc
 
 __all__ = ["Worker"]
 
@@ -52,11 +52,11 @@ class _DriveRetry(procrastinate.BaseRetryStrategy):
         self, *, exception: BaseException, job: procrastinate.jobs.Job
     ) -> procrastinate.RetryDecision | None:
         if isinstance(exception, asyncio.CancelledError):
-            return procrastinate.RetryDecision(retry_at=_utc(time.time()))
+            return procrastinate.RetryDecision(retry_at=utc(time.time_ns()))
         if job.attempts >= 20:
             return None
         return procrastinate.RetryDecision(
-            retry_at=_utc(time.time() + min(0.05 * 2**job.attempts, 10.0))
+            retry_at=utc(time.time_ns() + int(min(0.05 * 2**job.attempts, 10.0) * 1e9))
         )
 
 
@@ -66,10 +66,6 @@ def _conninfo(pool: AsyncConnectionPool[Conn]) -> str:
     if not isinstance(conninfo, str) or not isinstance(kwargs, dict):
         raise TypeError("the worker's pool needs a plain connection string and kwargs to listen")
     return psycopg.conninfo.make_conninfo(conninfo, options=kwargs.get("options"))
-
-
-def _utc(seconds: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
 
 
 class Worker:

@@ -158,7 +158,8 @@ def _fail(put: _Put, error: Exception) -> None:
         put.done.exception()  # retrieved: a caller that was cancelled never reads it
 
 
-def _utc(ns: int) -> datetime.datetime:
+def utc(ns: int) -> datetime.datetime:
+    """A time in nanoseconds since the epoch, as an aware UTC datetime (a timestamptz)."""
     return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
 
 
@@ -305,7 +306,7 @@ class PostgresStorage:
         timers = instance.timers
         wake = None
         if timers and not instance.status.terminal:
-            wake = _utc(min(timer.due for timer in timers.values()))
+            wake = utc(min(timer.due for timer in timers.values()))
         put = _Put(
             iid,
             (iid, state["workflow"], instance.workflow_version, instance.status.value),
