@@ -15,10 +15,13 @@ lock). Each migration runs in its own transaction that first takes
 ``pg_advisory_xact_lock`` on a fixed key, so processes starting at once
 migrate one after the other and the later ones find the work done.
 
-A ``put`` is one upsert: one round trip on the storage's own pool, whose
-connections are in autocommit. Writes of one instance are applied in the
-order they were called: each holds a per-instance ``asyncio.Lock`` (locks are
-FIFO) from its call until its statement has committed.
+A ``put`` is one upsert with its history records, and puts are
+group-committed: those called while a batch is on its way make the next
+batch, one statement and one commit (one round trip on the storage's own
+pool, whose connections are in autocommit). Writes of one instance are
+applied in the order they were called: each holds a per-instance
+``asyncio.Lock`` (locks are FIFO) from its call until its statement has
+committed, so one batch never holds two puts of an instance.
 """
 
 from __future__ import annotations
