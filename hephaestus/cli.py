@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     worker = commands.add_parser("worker", help="run the distributed runner's jobs")
     database(worker)
-    worker.add_argument("--concurrency", type=int, default=4, help="jobs run at once")
+    worker.add_argument(
+        "--concurrency", type=int, default=100, help="instances driven at once (default 100)"
+    )
     worker.add_argument("--name", help="the worker's name in telemetry and procrastinate")
     worker.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",
