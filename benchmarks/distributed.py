@@ -59,6 +59,7 @@ import asyncio
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,19 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from benchmarks.distributed_flows import IO_SECONDS, IO_STEPS, LINEAR_STEPS, IoFlow, Linear10
+from benchmarks.distributed_flows import (
+    BURN_SECONDS,
+    IO_SECONDS,
+    IO_STEPS,
+    LINEAR_STEPS,
+    MAP_ITEMS,
+    BurnMap,
+    BurnSpreadMap,
+    IoFlow,
+    Linear10,
+    TinyMap,
+    TinySpreadMap,
+)
 from hephaestus import LocalRunner
 from hephaestus.core.workflow import Workflow
 from hephaestus.distributed import DistributedRunner, Worker, make_pool
@@ -306,7 +319,11 @@ class _Workers:
 
 
 async def _registered(conn: Conn, schema: str, workers: int, check: Callable[[], None]) -> None:
-    """Wait until ``workers`` procrastinate workers have registered in the schema."""
+    """Wait until ``workers`` worker processes have registered in the schema.
+
+    Each registers two procrastinate workers: one for drive jobs, one for step jobs.
+    """
+    workers *= 2
     query = sql.SQL("SELECT count(*) FROM {}.procrastinate_workers").format(sql.Identifier(schema))
     with anyio.fail_after(60):
         while True:
@@ -375,6 +392,42 @@ async def distributed(
         "steps_per_second": instances * steps / elapsed,
         "cpu_s": cpu,
     }
+
+
+async def spread_map(workflow: type[Workflow], workers: int, items: int, runs: int) -> float:
+    """Seconds for one instance of ``workflow`` mapping over ``items`` items (median of ``runs``,
+    one at a time, after one untimed) on ``workers`` processes."""
+    async with _fresh_schema() as schema:
+        dsn = _tagged(DSN, schema)
+        async with DistributedRunner(dsn, schema=schema) as runner:
+            children = _Workers(workers, dsn, schema)
+            try:
+                children.spawn()
+                async with await _connect() as conn:
+                    await _registered(conn, schema, workers, children.check)
+                times = []
+                for n in range(runs + 1):
+                    t0 = time.perf_counter()
+                    await runner.run(workflow, {"items": items}, timeout=300)
+                    if n:
+                        times.append(time.perf_counter() - t0)
+                children.check()
+            finally:
+                children.stop()
+    return statistics.median(times)
+
+
+async def spread(quick: bool) -> dict[str, Any]:
+    """Maps of trivial and of CPU-bound items, run by their driver or spread, on 1 and 2 workers."""
+    items, runs = (50, 1) if quick else (MAP_ITEMS, 3)
+    kinds = {"trivial": (TinyMap, TinySpreadMap), "cpu": (BurnMap, BurnSpreadMap)}
+    result: dict[str, Any] = {"items": items, "runs": runs, "cpu_item_seconds": BURN_SECONDS}
+    for kind, (here, spread_) in kinds.items():
+        for workers in (1, 2):
+            driver = await spread_map(here, workers, items, runs)
+            spread_s = await spread_map(spread_, workers, items, runs)
+            result[f"{kind}_{workers}"] = {"driver_s": driver, "spread_s": spread_s}
+    return result
 
 
 async def local_postgres(instances: int, limit: float) -> dict[str, Any]:
@@ -645,8 +698,10 @@ def _targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-async def run(quick: bool) -> dict[str, Any]:
-    """Every figure, as a dict (seconds, steps per second, ratios)."""
+async def run(quick: bool, only: str | None = None) -> dict[str, Any]:
+    """Every figure, as a dict (seconds, steps per second, ratios); ``only="spread"``: the maps."""
+    if only == "spread":
+        return {"quick": quick, "server": await _server(), "spread": await spread(quick)}
     instances = 50 if quick else 1_000
     counted = 50 if quick else 200
     counts = (1, 2) if quick else (1, 2, 4)
@@ -683,6 +738,7 @@ async def run(quick: bool) -> dict[str, Any]:
     result["vs_dbos"] = None if dbos is None else result["trivial"]["1"]["steps_per_second"] / dbos
     result["per_step"] = await per_step(counted, limit)
     result["targets"] = _targets(result)
+    result["spread"] = await spread(quick)
     return result
 
 
@@ -697,7 +753,28 @@ def _row(label: str, figure: dict[str, Any], ratio: str = "", note: str = "") ->
     ).rstrip()
 
 
+def _print_spread(figures: dict[str, Any]) -> None:
+    print(
+        f"\nA map of {figures['items']} items, one instance at a time (median of "
+        f"{figures['runs']}), run by the driving worker or spread (Step.spread) over the workers"
+    )
+    print(f"{'items':>24} {'workers':>7} {'driver ms':>10} {'spread ms':>10} {'spread/driver':>14}")
+    names = {"trivial": "trivial", "cpu": f"CPU {figures['cpu_item_seconds'] * 1000:.0f} ms each"}
+    for kind, name in names.items():
+        for workers in (1, 2):
+            row = figures[f"{kind}_{workers}"]
+            driver, spread_s = row["driver_s"], row["spread_s"]
+            print(
+                f"{name:>24} {workers:>7} {driver * 1000:>10.0f} {spread_s * 1000:>10.0f} "
+                f"{spread_s / driver:>13.2f}x"
+            )
+
+
 def _print(result: dict[str, Any]) -> None:
+    if "trivial" not in result:  # --only spread
+        print(f"Distributed runner: {result['server']}")
+        _print_spread(result["spread"])
+        return
     quick = " (--quick: a smoke run)" if result["quick"] else ""
     print(f"Distributed runner{quick}: {result['server']}, {result['cpu_count']} cores")
     print(
@@ -756,6 +833,7 @@ def _print(result: dict[str, Any]) -> None:
         f"{per['poller_statements']} + other {per['other_commits']}: the listening "
         f"connections read each NOTIFY in a transaction; shutdown)"
     )
+    _print_spread(result["spread"])
     print("\nTargets:")
     for target in result["targets"]:
         if target["pass"] is None:
@@ -775,8 +853,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.distributed")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 50 instances")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--only", choices=["spread"], help="only the maps, spread or not")
     args = parser.parse_args(argv)
-    result = anyio.run(run, args.quick)
+    result = anyio.run(run, args.quick, args.only)
     _print(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

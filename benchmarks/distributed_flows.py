@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
 
-from hephaestus import Context, Done, Instance, Ok, Step, Workflow
+from hephaestus import Context, Done, Instance, Map, Ok, Step, Workflow
 
 IO_SECONDS = 0.02
 IO_STEPS = 5
@@ -45,3 +46,79 @@ class Linear10(Workflow):
 
     start = NOOPS[0]
     transitions = _chain(NOOPS)
+
+
+# ---------------------------------------------------------------------- maps, spread or not
+
+MAP_ITEMS = 200
+BURN_SECONDS = 0.01
+
+
+def _items(context: Context) -> list[int]:
+    return list(range(context.initial["items"]))
+
+
+def _burn(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU time (pure Python: it holds the GIL)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+class Plan(Step):
+    events = ("ready",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        return Ok("ready")
+
+
+class Tiny(Step):
+    """A trivial item."""
+
+    events = ("done",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        return Ok("done", {"n": config["item"]})
+
+
+class TinySpread(Tiny):
+    spread = True
+
+
+class Burn(Step):
+    """A CPU-bound item: 10 ms of pure-Python CPU in a thread (``blocking``)."""
+
+    events = ("done",)
+    blocking = True
+
+    def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        _burn(BURN_SECONDS)
+        return Ok("done", {"n": config["item"]})
+
+
+class BurnSpread(Burn):
+    spread = True
+
+
+def _mapped(step: type[Step]) -> dict[type[Step], dict[str, Any]]:
+    return {Plan: {"ready": Map(step, items=_items)}, step: {"done": Done}}
+
+
+class TinyMap(Workflow):
+    start = Plan
+    transitions = _mapped(Tiny)
+
+
+class TinySpreadMap(Workflow):
+    start = Plan
+    transitions = _mapped(TinySpread)
+
+
+class BurnMap(Workflow):
+    start = Plan
+    transitions = _mapped(Burn)
+
+
+class BurnSpreadMap(Workflow):
+    start = Plan
+    transitions = _mapped(BurnSpread)

@@ -30,6 +30,7 @@ from hephaestus.exceptions import InvalidStepResult as InvalidStepResult
 from hephaestus.exceptions import MapError as MapError
 from hephaestus.exceptions import NotSerializable as NotSerializable
 from hephaestus.exceptions import NotWaiting as NotWaiting
+from hephaestus.exceptions import RemoteStepError as RemoteStepError
 from hephaestus.exceptions import RouteError as RouteError
 from hephaestus.exceptions import RunnerStopped as RunnerStopped
 from hephaestus.exceptions import StepFailed as StepFailed
@@ -85,6 +86,7 @@ __all__ = [
     "Ok",
     "PostgresStorage",
     "Record",
+    "RemoteStepError",
     "Retry",
     "Route",
     "RouteError",

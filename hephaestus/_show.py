@@ -26,6 +26,8 @@ def text_of(error: BaseException) -> str:
         message = str(error)
     except Exception as exc:
         message = f"<message that cannot be shown: {type(exc).__qualname__}>"
+    if getattr(type(error), "shown_as_raised", False):  # raised elsewhere: its text is whole
+        return message
     return f"{type(error).__qualname__}: {message}"
 
 

@@ -72,7 +72,13 @@ def _worker(args: argparse.Namespace) -> int:
         importlib.import_module(module)
     if args.log_events:
         LogHandler.attach()
-    worker = Worker(_dsn(args), schema=args.schema, concurrency=args.concurrency, name=args.name)
+    worker = Worker(
+        _dsn(args),
+        schema=args.schema,
+        concurrency=args.concurrency,
+        spread_concurrency=args.spread_concurrency,
+        name=args.name,
+    )
     anyio.run(worker.run)
     return 0
 
@@ -109,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument(
         "--concurrency", type=int, default=100, help="instances driven at once (default 100)"
     )
+    worker.add_argument(
+        "--spread-concurrency", type=int, default=10, metavar="N",
+        help="spread steps (Step.spread) run here at once; 0: none (default 10)",
+    )  # fmt: skip
     worker.add_argument("--name", help="the worker's name in telemetry and procrastinate")
     worker.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",

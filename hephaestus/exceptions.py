@@ -15,6 +15,7 @@ the builtin it means, so ``except LookupError`` catches an unknown instance::
     ├── MapError (ValueError)                 a Map's items could not be computed
     ├── StepFailed (RuntimeError)             a step failed for good (raised, Error, timeout)
     ├── StepTimeout (TimeoutError)            a step attempt ran past its timeout
+    ├── RemoteStepError (RuntimeError)        a spread step raised in another worker
     ├── RunnerStopped (RuntimeError)          the runner stopped before the instance ended
     ├── NotSerializable (TypeError)           a value a durable storage cannot store as JSON
     └── StorageError (RuntimeError)           a storage backend failed
@@ -27,6 +28,7 @@ The messages name the culprit: the workflow, the step, the event or the id.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "AlreadyRunning",
@@ -39,6 +41,7 @@ __all__ = [
     "MapError",
     "NotSerializable",
     "NotWaiting",
+    "RemoteStepError",
     "RouteError",
     "RunnerStopped",
     "StepFailed",
@@ -137,6 +140,21 @@ class StepFailed(HephaestusError, RuntimeError):
 
 class StepTimeout(HephaestusError, TimeoutError):
     """A step attempt ran past its ``timeout``: the reason of a ``timeout`` failure."""
+
+
+class RemoteStepError(HephaestusError, RuntimeError):
+    """A spread step (``Step.spread``) raised in the worker that ran it.
+
+    Its text is the original exception's, ``"Type: message"``, and failure
+    reasons show it as such; ``frames`` is the traceback where it was raised
+    (``traceback.FrameSummary`` objects).
+    """
+
+    shown_as_raised = True  # text_of() shows its text alone, as the original's
+
+    def __init__(self, text: str, frames: Sequence[Any]) -> None:
+        super().__init__(text)
+        self.frames = list(frames)
 
 
 class NotSerializable(HephaestusError, TypeError):

@@ -36,6 +36,7 @@ PUBLIC = [
     "Ok",
     "PostgresStorage",
     "Record",
+    "RemoteStepError",
     "Retry",
     "Route",
     "RouteError",

@@ -252,6 +252,13 @@ class TestStepDeclarations:
             A, {A: {"ok": E}, E: {"ok": Done}}
         )
 
+    def test_bad_spread(self) -> None:
+        """spread is a bool."""
+        E = make_step("E", "ok", spread=1)
+        assert ("Flow: step E: spread must be a bool, got: 1",) == problems(
+            A, {A: {"ok": E}, E: {"ok": Done}}
+        )
+
     def test_declared_events_raises(self) -> None:
         """A declared_events hook that raises is reported, not raised."""
 

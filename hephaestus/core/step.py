@@ -169,8 +169,9 @@ class Step:
 
     Subclasses set ``events`` (a non-empty tuple of strings) and define
     ``execute``. ``step_key`` defaults to the snake_case of the class name.
-    ``retry``, ``timeout`` (seconds) and ``blocking`` (run a plain ``def``
-    in a worker thread) are data that runners read.
+    ``retry``, ``timeout`` (seconds), ``blocking`` (run a plain ``def``
+    in a worker thread) and ``spread`` (the distributed runner may run it on
+    any worker) are data that runners read.
     """
 
     events: ClassVar[tuple[str, ...]]
@@ -178,6 +179,9 @@ class Step:
     retry: ClassVar[Retry | None] = None
     timeout: ClassVar[float | None] = None
     blocking: ClassVar[bool] = False
+    spread: ClassVar[bool] = False
+    """On the distributed runner: each run (a map's item, a fan-out's branch) is a job any
+    worker may take, not run in the worker driving the instance. Other runners ignore it."""
     ends_workflow: ClassVar[bool] = False
     """True for ``Done``: the step ends the workflow and must be a leaf."""
 

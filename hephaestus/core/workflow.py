@@ -422,6 +422,8 @@ class _Checker:
                 self.problem(f"{where}: {exc}")
         if not isinstance(step.blocking, bool):
             self.problem(f"{where}: blocking must be a bool, got: {step.blocking!r}")
+        if not isinstance(step.spread, bool):
+            self.problem(f"{where}: spread must be a bool, got: {step.spread!r}")
 
     def declared(self, step: type[Step]) -> tuple[str, ...]:
         """The events ``step`` may return in this workflow: the union over its configs."""

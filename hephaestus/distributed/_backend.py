@@ -55,18 +55,19 @@ def check_schema(schema: str) -> str:
     return schema
 
 
-def queue_name(schema: str) -> str:
+def queue_name(schema: str, prefix: str = "heph") -> str:
     """The procrastinate queue of a schema's jobs: ``heph_<schema>`` (hashed when long).
 
     procrastinate's notifications (new jobs, abort requests that carry only a
     job id) go to database-wide channels named after the queue: one queue per
     schema keeps the workers of one schema deaf to another's. A channel name
-    holds 63 bytes, 23 of which procrastinate's prefix takes.
+    holds 63 bytes, 23 of which procrastinate's prefix takes. The spread
+    steps' jobs have a queue of their own, ``hephsteps_<schema>``.
     """
-    name = f"heph_{schema}"
+    name = f"{prefix}_{schema}"
     if len(name) <= 40:
         return name
-    return "heph_" + hashlib.sha256(schema.encode()).hexdigest()[:24]
+    return f"{prefix}_" + hashlib.sha256(schema.encode()).hexdigest()[:24]
 
 
 def make_pool(
@@ -172,6 +173,17 @@ _POST = (
     " SELECT pg_notify(%(channel)s, id), (" + _defer("box") + ") FROM box"
 )
 
+_SPREAD = (
+    "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(%(queue)s, 'heph.step', 0, NULL, NULL,"
+    " %(args)s, NULL)::procrastinate_job_to_defer_v1]))[1]"
+)
+
+_ANSWER = (
+    "WITH box AS (INSERT INTO heph_inbox (instance_id, kind, event, data, sent_at)"
+    " VALUES (%(id)s, 'result', %(token)s, %(data)s, %(at)s) RETURNING instance_id AS id)"
+    " SELECT pg_notify(%(channel)s, id) FROM box"
+)
+
 _INBOX = (
     "SELECT coalesce(json_agg(json_build_array(b.id, b.kind, b.step, b.event, b.data,"
     " b.delay, b.sent_at) ORDER BY b.id), '[]')::text FROM heph_inbox b"
@@ -211,9 +223,9 @@ class Letter(NamedTuple):
     """A row of an instance's inbox: a resume, a message or a timer sent by any process."""
 
     id: int
-    kind: str  # resume, send, timer
+    kind: str  # resume, send, timer, result (a spread step's answer)
     step: str | None  # the step's import path, for a resume or a timer
-    event: str
+    event: str  # a result's: the token of the run it answers
     data: dict[str, Any] | None
     delay: float | None  # a timer's, in seconds from ``sent_at``
     sent_at: int  # ns
@@ -231,6 +243,7 @@ class Backend:
         self.schema = schema
         self.app = app
         self.queue = queue_name(schema)
+        self.steps_queue = queue_name(schema, "hephsteps")
         self.channel = f"{self.queue}_inbox"
         self.storage = PostgresStorage(pool=pool, schema=schema)
 
@@ -282,6 +295,29 @@ class Backend:
                 "queue": self.queue,
             },
         )
+
+    async def spread(self, instance_id: str, step: str, item: int | None, token: str) -> int:
+        """Defer a ``heph.step`` job that runs ``step`` (``item`` of its map); its job id."""
+        args = {"instance_id": instance_id, "step": step, "item": item, "token": token}
+        row = await self._one(_SPREAD, {"queue": self.steps_queue, "args": Jsonb(args)})
+        assert row is not None
+        job_id: int = row[0]
+        return job_id
+
+    async def answer(self, instance_id: str, token: str, outcome: dict[str, Any]) -> None:
+        """Post a spread step's outcome to its instance's inbox and notify: one statement."""
+        params = {
+            "id": instance_id,
+            "token": token,
+            "data": Jsonb(outcome),
+            "at": time.time_ns(),
+            "channel": self.channel,
+        }
+        await self._one(_ANSWER, params)
+
+    async def abort(self, job_id: int) -> None:
+        """Abort a ``heph.step`` job: not run if it waits, cancelled where it runs."""
+        await self.app.job_manager.cancel_job_by_id_async(job_id, abort=True)
 
     async def claim(self, instance_id: str) -> tuple[Instance, int, Any, list[Letter]] | None:
         """Take the instance (its epoch goes up): its state, epoch, wake time and inbox."""
@@ -349,15 +385,16 @@ class Backend:
             return new
 
     async def retry_stalled(self, seconds_since_heartbeat: float) -> int:
-        """Retry the drive jobs of workers whose heartbeat stopped; the number retried."""
+        """Retry the jobs of workers whose heartbeat stopped (drive and step jobs); how many."""
         manager = self.app.job_manager
         retried = 0
-        for job in await manager.get_stalled_jobs(
-            queue=self.queue, seconds_since_heartbeat=seconds_since_heartbeat
-        ):
-            try:
-                await manager.retry_job(job)
-                retried += 1
-            except Exception:  # another reconciler won, or the job moved on
-                continue
+        for queue in (self.queue, self.steps_queue):
+            for job in await manager.get_stalled_jobs(
+                queue=queue, seconds_since_heartbeat=seconds_since_heartbeat
+            ):
+                try:
+                    await manager.retry_job(job)
+                    retried += 1
+                except Exception:  # another reconciler won, or the job moved on
+                    continue
         return retried

@@ -16,12 +16,16 @@ instance and ends; a later letter or a due timer defers the next drive job.
 A cancel (from any process) raises the epoch and notifies the worker, which
 stops the instance's running steps; another worker that took the instance
 over (after this one's heartbeat stopped) does the same to its writes.
+
+A step whose class sets ``spread`` runs as a job that any worker may take
+(``spreading``); its driver awaits the ``result`` letter it answers with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,10 +36,13 @@ import structlog
 from hephaestus.core import history as h
 from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance, Status
+from hephaestus.core.step import Config, Result, Step
+from hephaestus.distributed import spreading
 from hephaestus.distributed._backend import Backend, Letter
 from hephaestus.exceptions import HephaestusError, InstanceLost, StorageError
 from hephaestus.runtime.local import LocalRunner, _Run
 from hephaestus.runtime.storage import codec
+from hephaestus.runtime.storage.postgres import applying
 
 __all__ = ["Driver"]
 
@@ -54,8 +61,9 @@ class Driver(LocalRunner):
         self._backend = backend
         self._hold = hold
         self._epochs: dict[str, int] = {}
-        self._seen: dict[str, int] = {}
+        self._taken: dict[str, set[int]] = {}  # letters applied (or being), by instance
         self._mail: dict[str, asyncio.Lock] = {}
+        self._answers: dict[str, asyncio.Future[Any]] = {}  # by token: spread runs awaited
 
     def __repr__(self) -> str:
         return f"Driver(name={self.name!r}, schema={self._backend.schema!r})"
@@ -83,7 +91,7 @@ class Driver(LocalRunner):
             run.pending = [Record(h.RECOVERED, time.time_ns(), details=details)]
         self._runs[instance_id] = run
         self._epochs[instance_id] = epoch
-        self._seen[instance_id] = 0
+        self._taken[instance_id] = set()
         self.storage.fence(instance_id, epoch)  # type: ignore[attr-defined]
         try:
             self._retime(run)
@@ -129,7 +137,7 @@ class Driver(LocalRunner):
                 run.timers = None
         if self._epochs.get(iid) == epoch:
             del self._epochs[iid]
-            self._seen.pop(iid, None)
+            self._taken.pop(iid, None)
             self.storage.fence(iid, None)  # type: ignore[attr-defined]
         instance = run.instance
         if run.lost or instance.terminal or run.persisted is not instance:
@@ -139,6 +147,38 @@ class Driver(LocalRunner):
         stored = None if wake_at is None else int(wake_at.timestamp() * 1e9)
         if stored != due and (stored is None or due is None or abs(stored - due) > 1_000_000):
             self._in_background(self._backend.set_wake(iid, epoch, due))
+
+    # ------------------------------------------------------------------ spread steps
+
+    async def _call(self, step: type[Step], instance: Instance, config: Config) -> Result:
+        if step.spread:
+            return await self._elsewhere(step, instance, config)
+        return await super()._call(step, instance, config)
+
+    async def call_here(self, step: type[Step], instance: Instance, config: Config) -> Result:
+        """Run a spread step's ``execute`` in this worker, for a ``heph.step`` job."""
+        return await super()._call(step, instance, config)
+
+    async def _elsewhere(self, step: type[Step], instance: Instance, config: Config) -> Result:
+        """Run one attempt as a ``heph.step`` job (any worker's) and await its answer."""
+        item = config["index"] if config is not None and step in instance.maps else None
+        token = secrets.token_hex(8)
+        answer = self._answers[token] = asyncio.get_running_loop().create_future()
+        job = None
+        try:
+            job = await self._backend.spread(instance.id, codec.import_path(step), item, token)
+            letter, outcome = await answer
+            applying((letter,))  # the fold of this outcome (this task's next put) deletes it
+            return spreading.answer_of(outcome)
+        finally:
+            del self._answers[token]
+            if job is not None and (answer.cancelled() or not answer.done()):  # stop it there
+                self._in_background(self._backend.abort(job))
+
+    def recheck(self) -> None:
+        """Read the inbox of every instance driven here (notifications may have been lost)."""
+        for instance_id in builtins.list(self._runs):
+            self.notified(instance_id)
 
     # ------------------------------------------------------------------ the inbox
 
@@ -173,16 +213,18 @@ class Driver(LocalRunner):
         try:
             async with lock:
                 refused = []
+                taken = self._taken.get(iid)
                 for letter in letters:
-                    if (
-                        letter.id <= self._seen.get(iid, letter.id)
-                        or self._runs.get(iid) is not run
-                    ):
+                    # A letter committed after one with a greater id comes in a later read.
+                    if taken is None or letter.id in taken or self._runs.get(iid) is not run:
                         continue
-                    self._seen[iid] = letter.id
-                    self.storage.fence(iid, self._epochs[iid], letter.id)  # type: ignore[attr-defined]
-                    if not await self._apply(run, letter):
-                        refused.append(letter.id)
+                    taken.add(letter.id)
+                    applying((letter.id,))  # the change it makes deletes it
+                    try:
+                        if not await self._apply(run, letter):
+                            refused.append(letter.id)
+                    finally:
+                        applying(())
                 if refused:
                     await self._backend.discard(refused)
         finally:
@@ -195,6 +237,12 @@ class Driver(LocalRunner):
         attempt = 0
         while True:
             try:
+                if letter.kind == "result":  # a spread run's answer, if its driver still waits
+                    answer = self._answers.get(letter.event)
+                    if answer is None or answer.done():
+                        return False
+                    answer.set_result((letter.id, letter.data))  # deleted by the step's fold
+                    return True
                 if letter.kind == "resume":
                     step = None if letter.step is None else codec.resolve(letter.step)
                     await self.resume(iid, letter.event, letter.data, step=step)

@@ -7,7 +7,9 @@ async with Worker(dsn, schema="hephaestus", concurrency=100):
 
 or ``hephaestus worker --dsn ... --concurrency 100``, which runs until SIGINT
 or SIGTERM. A worker runs procrastinate's worker for the ``heph.drive`` jobs
-(see ``driving``), and three loops beside it: it listens for the
+(see ``driving``), another for the ``heph.step`` jobs of spread steps (see
+``spreading``; their own queue and slots, so that drivers awaiting them never
+take the slots they need), and three loops beside it: it listens for the
 notifications of letters and cancels; every ``poll_interval`` seconds it
 defers a drive job for each instance whose timer is due; every
 ``reconcile_every`` seconds it retries the drive jobs of workers whose
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from types import TracebackType
@@ -28,8 +31,10 @@ import anyio
 import procrastinate
 import psycopg
 import structlog
+from procrastinate.job_context import AbortReason
 from psycopg_pool import AsyncConnectionPool
 
+from hephaestus.distributed import spreading
 from hephaestus.distributed._backend import DRIVE, Backend, Conn, check_schema, make_pool, migrate
 from hephaestus.distributed.driving import Driver
 from hephaestus.runtime.storage.postgres import utc
@@ -71,6 +76,9 @@ def _conninfo(pool: AsyncConnectionPool[Conn]) -> str:
 class Worker:
     """Drives instances: as many at once as ``concurrency`` (their steps run concurrently).
 
+    ``spread_concurrency`` is how many spread steps (``Step.spread``) of any
+    worker's instances it runs at once (0: none, it only drives).
+
     ``dsn`` or ``pool`` as for :class:`DistributedRunner` (an own pool has up
     to ``max_pool_size`` connections, plus one that listens). ``heartbeat``
     is how often the worker tells the database it is alive; ``stalled_after``
@@ -89,6 +97,7 @@ class Worker:
         pool: AsyncConnectionPool[Conn] | None = None,
         schema: str = "hephaestus",
         concurrency: int = 100,
+        spread_concurrency: int = 10,
         name: str | None = None,
         heartbeat: float = 10.0,
         stalled_after: float = 30.0,
@@ -101,9 +110,12 @@ class Worker:
             raise ValueError("give exactly one of dsn= and pool=")
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got: {concurrency!r}")
+        if spread_concurrency < 0:
+            raise ValueError(f"spread_concurrency must be >= 0, got: {spread_concurrency!r}")
         self.schema = check_schema(schema)
         self.name = name if name is not None else f"worker-{os.getpid()}-{id(self):x}"
         self.concurrency = concurrency
+        self.spread_concurrency = spread_concurrency
         self.heartbeat = heartbeat
         self.stalled_after = stalled_after
         self.reconcile_every = reconcile_every
@@ -155,25 +167,58 @@ class Worker:
                     assert context.job is not None
                     await driver.drive(instance_id, context.job.attempts)
 
+                async def step(
+                    context: procrastinate.JobContext,
+                    instance_id: str,
+                    step: str,
+                    item: int | None,
+                    token: str,
+                ) -> None:
+                    try:
+                        await spreading.run_here(driver, backend, instance_id, step, item, token)
+                    except asyncio.CancelledError:
+                        if context.abort_reason() is AbortReason.USER_REQUEST:  # its driver
+                            raise procrastinate.exceptions.JobAborted() from None  # not retried
+                        raise  # the worker stops: retried at once, elsewhere
+
                 app.task(name=DRIVE, queue=backend.queue, pass_context=True, retry=_DriveRetry())(
                     drive
                 )
+                app.task(
+                    name=spreading.STEP,
+                    queue=backend.steps_queue,
+                    pass_context=True,
+                    retry=_DriveRetry(),
+                )(step)
+                options: dict[str, Any] = {
+                    "update_heartbeat_interval": self.heartbeat,
+                    "stalled_worker_timeout": self.stalled_after,
+                    "shutdown_graceful_timeout": self.shutdown_timeout,
+                    "listen_notify": True,
+                    "fetch_job_polling_interval": self.poll_interval,
+                    "abort_job_polling_interval": 1.0,
+                }
                 async with driver, anyio.create_task_group() as tg:
                     await tg.start(self._listen, backend, driver)
                     tg.start_soon(self._every, self.reconcile_every, self._reconcile, backend)
                     tg.start_soon(self._every, self.poll_interval, self._wake, backend)
+                    if self.spread_concurrency:  # stopped after the drivers that await them
+                        steps = functools.partial(
+                            app.run_worker_async,
+                            queues=[backend.steps_queue],
+                            name=f"{self.name}/steps",
+                            concurrency=self.spread_concurrency,
+                            install_signal_handlers=False,
+                            **options,
+                        )
+                        tg.start_soon(steps)
                     self._ready.set()
                     await app.run_worker_async(
                         queues=[backend.queue],
                         name=self.name,
                         concurrency=self.concurrency,
                         install_signal_handlers=install_signals,
-                        update_heartbeat_interval=self.heartbeat,
-                        stalled_worker_timeout=self.stalled_after,
-                        shutdown_graceful_timeout=self.shutdown_timeout,
-                        listen_notify=True,
-                        fetch_job_polling_interval=self.poll_interval,
-                        abort_job_polling_interval=1.0,
+                        **options,
                     )
                     tg.cancel_scope.cancel()
         finally:
@@ -195,6 +240,8 @@ class Worker:
                     if not started:
                         started = True
                         task_status.started()
+                    else:  # what was notified while nobody listened
+                        driver.recheck()
                     async for notice in conn.notifies():
                         driver.notified(notice.payload)
             except psycopg.Error:  # the database went away: listen again (puts fence meanwhile)

@@ -58,6 +58,7 @@ from hephaestus.exceptions import (
     MapError,
     NotSerializable,
     NotWaiting,
+    RemoteStepError,
     RouteError,
     RunnerStopped,
     StepTimeout,
@@ -171,6 +172,8 @@ _Note = tuple[str, type[Step], int | None, Instance, Any]
 
 
 def _frames(exc: BaseException) -> list[Any]:
+    if isinstance(exc, RemoteStepError):  # raised in another worker: its frames there
+        return exc.frames
     return list(traceback.extract_tb(exc.__traceback__))
 
 
@@ -1214,8 +1217,8 @@ class LocalRunner:
         """Call ``execute``: awaited, inline, or in a worker thread; under the step's timeout."""
         is_async = inspect.iscoroutinefunction(step.execute)
         timeout = step.timeout
-        if step not in self._plain:
-            self._plain[step] = is_async and timeout is None
+        if step not in self._plain:  # a spread step goes by _call on a distributed worker
+            self._plain[step] = is_async and timeout is None and not step.spread
         obj = step()
         if timeout is None and not step.blocking:
             result = obj.execute(instance, config, instance.context)

@@ -11,7 +11,7 @@ import sys
 
 import anyio
 
-from distributed import crash_flows  # noqa: F401  # the steps are resolved from here
+from distributed import crash_flows, flows  # noqa: F401  # the steps are resolved from here
 from hephaestus.distributed import Worker
 
 
@@ -23,6 +23,7 @@ def main() -> None:
         dsn,
         schema=schema,
         concurrency=4,
+        spread_concurrency=4,
         poll_interval=0.05,
         reconcile_every=0.5,
         heartbeat=0.5,

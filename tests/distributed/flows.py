@@ -9,6 +9,8 @@ wait for anyone, which is how the worker subprocesses run them.
 
 from __future__ import annotations
 
+import os
+import time
 from collections import Counter
 from typing import Any
 
@@ -487,3 +489,132 @@ class Mapped(Workflow):
         First: {"done": Map(Scale, items=numbers)},
         Scale: {"scaled": Done},
     }
+
+
+# ---------------------------------------------------------------- spread steps
+
+
+class SpreadScale(Scale):
+    """Scale, run as a job any worker may take; waits on the probe when there is one."""
+
+    spread = True
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        found = _called(instance, self)
+        if found is not None and config["index"] == 0:
+            found.started.set()
+            try:
+                await found.release.wait()
+            except BaseException:
+                found.cancelled.set()
+                raise
+        value = config["item"] * context.steps["first"]["n"]
+        return Ok("scaled", {"value": value, "index": config["index"]})
+
+
+class SpreadMapped(Workflow):
+    """Mapped, its items spread over the workers."""
+
+    start = First
+    transitions = {
+        First: {"done": Map(SpreadScale, items=numbers)},
+        SpreadScale: {"scaled": Done},
+    }
+
+
+class SpreadFlaky(Step):
+    """Raises ValueError on its first two attempts (counted per instance), then passes."""
+
+    events = ("done",)
+    spread = True
+    retry = Retry(max_attempts=3, base=0.01)
+
+    def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        ATTEMPTS[instance.id] += 1
+        if ATTEMPTS[instance.id] < 3:
+            raise ValueError(f"attempt {ATTEMPTS[instance.id]} fails")
+        return Ok("done", {"attempts": ATTEMPTS[instance.id]})
+
+
+class SpreadRetries(Workflow):
+    start = SpreadFlaky
+    transitions = {SpreadFlaky: {"done": Done}}
+
+
+class SpreadDoomed(Step):
+    """Always raises, in whichever worker runs it."""
+
+    events = ("done",)
+    spread = True
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        raise LookupError("no such thing")
+
+
+class SpreadDoomedFlow(Workflow):
+    start = SpreadDoomed
+    transitions = {SpreadDoomed: {"done": Done}}
+
+
+class SpreadDawdles(Step):
+    """Takes longer than its timeout, wherever it runs."""
+
+    events = ("done",)
+    spread = True
+    timeout = 0.05
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        await anyio.sleep(30)
+        return Ok("done")
+
+
+class SpreadTooSlow(Workflow):
+    start = SpreadDawdles
+    transitions = {SpreadDawdles: {"done": Done}}
+
+
+class SpreadParks(Step):
+    """Parks, from whichever worker runs it, until a resume gives "approved"."""
+
+    events = ("approved",)
+    spread = True
+
+    def execute(self, instance: Instance, config: Any, context: Context) -> Async:
+        return Async()
+
+
+class SpreadApproval(Workflow):
+    start = SpreadParks
+    transitions = {SpreadParks: {"approved": Done}}
+
+
+class Gate(Step):
+    """Waits on the probe (when there is one) until the test releases it."""
+
+    events = ("open",)
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        found = _called(instance, self)
+        if found is not None:
+            found.started.set()
+            await found.release.wait()
+        return Ok("open")
+
+
+class Crunch(Step):
+    """A blocking item, spread: 20 ms in a thread of whichever worker takes it; says its pid."""
+
+    events = ("done",)
+    spread = True
+    blocking = True
+
+    def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        time.sleep(0.02)
+        return Ok("done", {"value": config["item"] * 2, "pid": os.getpid()})
+
+
+class SpreadCrash(Workflow):
+    """Gate, then Crunch once per number, spread over the workers."""
+
+    start = Gate
+    transitions = {Gate: {"open": Map(Crunch, items=numbers)}, Crunch: {"done": Done}}

@@ -41,6 +41,7 @@ procrastinate = pytest.importorskip("procrastinate")
 import psycopg_pool  # noqa: E402  # after the skips
 
 from hephaestus.distributed import DistributedRunner, migrate  # noqa: E402
+from hephaestus.distributed._backend import queue_name  # noqa: E402
 
 RUNS: Counter[tuple[str, str]] = Counter()
 """How many times each (instance id, step key) ran."""
@@ -209,6 +210,58 @@ class TestFencing:
         assert {Status.COMPLETED} == {instance.status for instance in final}
         assert [1] * tries == [RUNS[(iid, "after")] for iid in ids]
         assert [1] * tries == [sum(r.kind == "resumed" for r in h) for h in histories]
+
+
+class TestInbox:
+    async def test_a_letter_committed_after_a_later_one_is_still_applied(
+        self, postgres_dsn: str, schema: str, db: Database
+    ) -> None:
+        """Letters are read in id order, but a lower id may commit later: it is applied then.
+
+        Two senders: the first takes its id, then the second commits a letter
+        (refused: no step declares its event) and the driver reads it; only then
+        does the first commit. Its message reaches Hold, which parks after both.
+        """
+        from . import flows
+
+        probe = flows.probe("late")
+        async with (
+            worker(postgres_dsn, schema),
+            DistributedRunner(postgres_dsn, schema=schema) as runner,
+        ):
+            iid = await runner.start(flows.Parks, {}, id="late")
+            await until(probe.started)  # Hold runs: this drive holds the instance
+            channel = f"{queue_name(schema)}_inbox"
+            insert = (
+                "INSERT INTO heph_inbox (instance_id, kind, event, sent_at)"
+                " VALUES (%s, 'send', %s, 0) RETURNING id"
+            )
+            async with await db.connect() as first, await db.connect() as second:
+                async with first.transaction():
+                    cursor = await first.execute(insert, (iid, "ok"))
+                    early = (await cursor.fetchone())[0]  # type: ignore[index]
+                    cursor = await second.execute(insert, (iid, "nobody-declares-this"))
+                    late = (await cursor.fetchone())[0]  # type: ignore[index]
+                    await second.execute("SELECT pg_notify(%s, %s)", (channel, iid))
+
+                    async def refused() -> bool:
+                        rows = await db.rows("SELECT id FROM heph_inbox WHERE id = %s", late)
+                        return not rows
+
+                    await eventually(refused, "the later letter to be read and refused")
+                    assert early < late
+                await first.execute("SELECT pg_notify(%s, %s)", (channel, iid))
+            await eventually(
+                lambda: _has_mail(runner, iid), "the earlier letter to be kept as a message"
+            )
+            probe.release.set()
+            instance = await runner.wait(iid, timeout=GUARD)
+        assert Status.COMPLETED == instance.status
+        assert [] == await db.inbox(iid)
+
+
+async def _has_mail(runner: DistributedRunner, iid: str) -> bool:
+    return bool((await runner.get(iid)).messages)
 
 
 class TestMigration:

@@ -30,6 +30,7 @@ import asyncio
 import datetime
 import json
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeAlias
 
 import structlog
@@ -106,7 +107,7 @@ class _Put:
         state: str,
         wake: datetime.datetime | None,
         records: Sequence[Record],
-        fence: tuple[int, int] | None,
+        fence: tuple[int, tuple[int, ...]] | None,
     ) -> None:
         self.iid = iid
         self.row = row
@@ -115,6 +116,25 @@ class _Put:
         self.records = records
         self.fence = fence
         self.done: asyncio.Future[None] = None  # type: ignore[assignment]  # set when queued
+
+
+_applying: ContextVar[tuple[int, ...]] = ContextVar("hephaestus_applying", default=())
+
+
+def applying(letters: tuple[int, ...]) -> None:
+    """The next fenced put made in this task stores the effect of these inbox rows (by id).
+
+    That put deletes them in its statement, with the change they made, and
+    so does no other put: a row is gone only once its effect is stored.
+    """
+    _applying.set(letters)
+
+
+def _taking() -> tuple[int, ...]:
+    letters = _applying.get()
+    if letters:
+        _applying.set(())
+    return letters
 
 
 def _params(puts: list[_Put]) -> list[Any]:
@@ -139,14 +159,13 @@ def _params(puts: list[_Put]) -> list[Any]:
             wakes,
         ]
     else:
-        rows = [
-            ids,
-            [p.row[3] for p in puts],
-            states,
-            wakes,
-            [p.fence[0] for p in puts],  # type: ignore[index]
-            [p.fence[1] for p in puts],  # type: ignore[index]
-        ]
+        rows = [ids, [p.row[3] for p in puts], states, wakes, [p.fence[0] for p in puts]]  # type: ignore[index]
+        read: tuple[list[str], list[int]] = ([], [])
+        for put in puts:
+            for letter in put.fence[1]:  # type: ignore[index]
+                read[0].append(put.iid)
+                read[1].append(letter)
+        return rows + history + list(read)
     return rows + history
 
 
@@ -221,7 +240,7 @@ class PostgresStorage:
         self._init_lock = asyncio.Lock()
         self._closed = False
         self._locks: dict[str, _IdLock] = {}
-        self._fences: dict[str, tuple[int, int]] = {}
+        self._fences: dict[str, int] = {}
         self._queue: list[_Put] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -259,12 +278,12 @@ class PostgresStorage:
         self._update_fenced = compose(
             "WITH up AS (UPDATE {schema}.heph_instances i SET"
             " status = u.status, state = u.state::jsonb, wake_at = u.wake, updated_at = now()"
-            " FROM unnest(%b::text[], %b::text[], %b::text[], %s::timestamptz[], %s::bigint[],"
-            " %s::bigint[]) AS u(id, status, state, wake, epoch, seen)"
-            " WHERE i.id = u.id AND i.epoch = u.epoch RETURNING i.id, u.seen),"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %s::timestamptz[], %s::bigint[])"
+            " AS u(id, status, state, wake, epoch)"
+            " WHERE i.id = u.id AND i.epoch = u.epoch RETURNING i.id),"
             " logged AS (" + batch + "),"
-            " read AS (DELETE FROM {schema}.heph_inbox b USING up"
-            " WHERE b.instance_id = up.id AND b.id <= up.seen)"
+            " read AS (DELETE FROM {schema}.heph_inbox b USING unnest(%b::text[], %s::bigint[])"
+            " AS r(id, letter) WHERE b.id = r.letter AND r.id IN (SELECT id FROM up))"
             " SELECT id FROM up"
         )
         self._get = compose("SELECT state::text FROM {schema}.heph_instances WHERE id = %s")
@@ -306,6 +325,7 @@ class PostgresStorage:
         """
         state = codec.encode(instance)  # raises before any SQL runs
         iid = instance.id
+        epoch = self._fences.get(iid)
         timers = instance.timers
         wake = None
         if timers and not instance.status.terminal:
@@ -316,7 +336,7 @@ class PostgresStorage:
             json.dumps(state, separators=(",", ":")),
             wake,
             history,
-            self._fences.get(iid),
+            None if epoch is None else (epoch, _taking()),
         )
         entry = self._locks.get(iid)
         if entry is None:
@@ -354,18 +374,18 @@ class PostgresStorage:
         if not entry.users:
             del self._locks[iid]
 
-    def fence(self, instance_id: str, epoch: int | None, seen: int = 0) -> None:
+    def fence(self, instance_id: str, epoch: int | None) -> None:
         """Make the puts of ``instance_id`` conditional on its ``epoch`` (None: not any more).
 
         A fenced put updates the row only if its epoch is still ``epoch`` and
         raises ``InstanceLost`` otherwise: another process took the instance.
-        It also deletes the instance's inbox rows up to ``seen``, which the
-        change it stores has applied. The distributed runner's workers use it.
+        It also deletes the inbox rows whose effect it stores (see
+        ``applying``). The distributed runner's workers use it.
         """
         if epoch is None:
             self._fences.pop(instance_id, None)
         else:
-            self._fences[instance_id] = (epoch, seen)
+            self._fences[instance_id] = epoch
 
     async def _flush(self) -> None:
         """Write the queued puts, a batch at a time, until none is left: the group commit.
