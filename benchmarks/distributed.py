@@ -78,6 +78,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from benchmarks.distributed_flows import (
+    BURN_ITEMS,
     BURN_SECONDS,
     IO_SECONDS,
     IO_STEPS,
@@ -419,14 +420,21 @@ async def spread_map(workflow: type[Workflow], workers: int, items: int, runs: i
 
 async def spread(quick: bool) -> dict[str, Any]:
     """Maps of trivial and of CPU-bound items, run by their driver or spread, on 1 and 2 workers."""
-    items, runs = (50, 1) if quick else (MAP_ITEMS, 3)
-    kinds = {"trivial": (TinyMap, TinySpreadMap), "cpu": (BurnMap, BurnSpreadMap)}
-    result: dict[str, Any] = {"items": items, "runs": runs, "cpu_item_seconds": BURN_SECONDS}
-    for kind, (here, spread_) in kinds.items():
+    runs = 1 if quick else 3
+    kinds = {
+        "trivial": (TinyMap, TinySpreadMap, 50 if quick else MAP_ITEMS),
+        "cpu": (BurnMap, BurnSpreadMap, 20 if quick else BURN_ITEMS),
+    }
+    result: dict[str, Any] = {"runs": runs, "cpu_item_seconds": BURN_SECONDS}
+    for kind, (here, spread_, items) in kinds.items():
         for workers in (1, 2):
             driver = await spread_map(here, workers, items, runs)
             spread_s = await spread_map(spread_, workers, items, runs)
-            result[f"{kind}_{workers}"] = {"driver_s": driver, "spread_s": spread_s}
+            result[f"{kind}_{workers}"] = {
+                "items": items,
+                "driver_s": driver,
+                "spread_s": spread_s,
+            }
     return result
 
 
@@ -755,17 +763,18 @@ def _row(label: str, figure: dict[str, Any], ratio: str = "", note: str = "") ->
 
 def _print_spread(figures: dict[str, Any]) -> None:
     print(
-        f"\nA map of {figures['items']} items, one instance at a time (median of "
-        f"{figures['runs']}), run by the driving worker or spread (Step.spread) over the workers"
+        f"\nOne map, one instance at a time (median of {figures['runs']}), its items run by "
+        "the driving worker or spread (Step.spread) over the workers"
     )
-    print(f"{'items':>24} {'workers':>7} {'driver ms':>10} {'spread ms':>10} {'spread/driver':>14}")
-    names = {"trivial": "trivial", "cpu": f"CPU {figures['cpu_item_seconds'] * 1000:.0f} ms each"}
+    print(f"{'items':>28} {'workers':>7} {'driver ms':>10} {'spread ms':>10} {'spread/driver':>14}")
+    names = {"trivial": "trivial", "cpu": f"CPU-bound, {figures['cpu_item_seconds'] * 1000:.0f} ms"}
     for kind, name in names.items():
         for workers in (1, 2):
             row = figures[f"{kind}_{workers}"]
             driver, spread_s = row["driver_s"], row["spread_s"]
+            label = f"{row['items']} {name}"
             print(
-                f"{name:>24} {workers:>7} {driver * 1000:>10.0f} {spread_s * 1000:>10.0f} "
+                f"{label:>28} {workers:>7} {driver * 1000:>10.0f} {spread_s * 1000:>10.0f} "
                 f"{spread_s / driver:>13.2f}x"
             )
 

@@ -51,7 +51,10 @@ class Linear10(Workflow):
 # ---------------------------------------------------------------------- maps, spread or not
 
 MAP_ITEMS = 200
-BURN_SECONDS = 0.01
+"""Items of the trivial maps."""
+BURN_ITEMS = 100
+"""Items of the CPU-bound maps."""
+BURN_SECONDS = 0.05
 
 
 def _items(context: Context) -> list[int]:
@@ -86,7 +89,7 @@ class TinySpread(Tiny):
 
 
 class Burn(Step):
-    """A CPU-bound item: 10 ms of pure-Python CPU in a thread (``blocking``)."""
+    """A CPU-bound item: 50 ms of pure-Python CPU in a thread (``blocking``)."""
 
     events = ("done",)
     blocking = True

@@ -191,3 +191,8 @@ def test_distributed_quick_run(postgres_dsn: str, tmp_path: Path) -> None:
     assert report["per_step"]["commits_per_step"] > 0
     assert 6 == len(report["targets"])
     assert "Targets:" in completed.stdout
+    for kind in ("trivial", "cpu"):  # a map run by its driver, and spread
+        for workers in (1, 2):
+            figure = report["spread"][f"{kind}_{workers}"]
+            assert figure["driver_s"] > 0
+            assert figure["spread_s"] > 0

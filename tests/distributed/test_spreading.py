@@ -9,6 +9,10 @@ processes and kills one of them.
 
 from __future__ import annotations
 
+import re
+import sys
+import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +23,7 @@ from hephaestus.telemetry import step_exception_event, step_stop_event
 from hephaestus.testing import capture_events
 
 from . import flows
-from .conftest import GUARD, Database, eventually, parked, until
+from .conftest import GUARD, Database, eventually, parked, until, worker
 
 
 async def step_jobs(db: Database, instance_id: str) -> list[str]:
@@ -110,6 +114,27 @@ class TestSpread:
             return None if {"todo", "doing"} & set(statuses) else statuses
 
         assert "aborted" in await eventually(settled, "the step jobs to settle")
+
+
+async def test_the_docs_example_renders_a_book(postgres_dsn: str, schema: str) -> None:
+    """docs/distributed.md's RenderBook, as written, on a worker and a runner."""
+    text = (Path(__file__).parents[2] / "docs" / "distributed.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", text, re.DOTALL) if "RenderBook" in c]
+    module = types.ModuleType("docs_render_book")  # importable: the worker resolves its steps
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(code, "docs/distributed.md", "exec"), module.__dict__)
+        async with (
+            worker(postgres_dsn, schema),
+            DistributedRunner(postgres_dsn, schema=schema) as runner,
+        ):
+            book = await runner.run(module.RenderBook, {"pages": 3}, timeout=GUARD)
+    finally:
+        del sys.modules[module.__name__]
+    assert Status.COMPLETED == book.status
+    assert [{"page": n, "pixels": n * 1000} for n in range(3)] == book.context.steps["render"][
+        "items"
+    ]
 
 
 @pytest.mark.parametrize("spread_concurrency", [-1])
