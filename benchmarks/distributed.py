@@ -336,6 +336,25 @@ async def _registered(conn: Conn, schema: str, workers: int, check: Callable[[],
             await anyio.sleep(0.05)
 
 
+@asynccontextmanager
+async def _cluster(
+    workers: int,
+) -> AsyncIterator[tuple[str, DistributedRunner, _Workers, Conn]]:
+    """A fresh schema, a runner, ``workers`` worker processes (registered), a connection."""
+    async with _fresh_schema() as schema:
+        dsn = _tagged(DSN, schema)
+        async with DistributedRunner(dsn, schema=schema) as runner:
+            children = _Workers(workers, dsn, schema)
+            try:
+                children.spawn()
+                async with await _connect() as conn:
+                    await _registered(conn, schema, workers, children.check)
+                    yield schema, runner, children, conn
+                    children.check()
+            finally:
+                children.stop()
+
+
 async def _warm_up(runner: DistributedRunner, done: _Completed, count: int) -> int:
     """``count`` instances of ``Linear10``, to completion: imports, caches, the tables' rows."""
     await _start_all(lambda: runner.start(Linear10, {}), count)
@@ -361,29 +380,19 @@ async def distributed(
     analyzed; ``analyze=False``: one instance per worker and no statistics,
     a schema just made on a server without autovacuum.
     """
-    async with _fresh_schema() as schema:
-        dsn = _tagged(DSN, schema)
-        async with DistributedRunner(dsn, schema=schema) as runner:
-            children = _Workers(workers, dsn, schema)
-            try:
-                children.spawn()
-                async with await _connect() as conn:
-                    done = _Completed(conn, schema)
-                    await _registered(conn, schema, workers, children.check)
-                    warm = await _warm_up(runner, done, WARM_UP if analyze else workers)
-                    if analyze:
-                        await _analyze(conn, schema)
-                    meter = _CpuMeter(conn, schema, (child.pid for child in children.children))
-                    await meter.start()
-                    t0 = time.perf_counter()
-                    await _start_all(lambda: runner.start(workflow, {}), instances)
-                    started = time.perf_counter() - t0
-                    await done.until(warm + instances, limit)
-                    elapsed = time.perf_counter() - t0
-                    cpu = await meter.stop()
-                    children.check()
-            finally:
-                children.stop()
+    async with _cluster(workers) as (schema, runner, children, conn):
+        done = _Completed(conn, schema)
+        warm = await _warm_up(runner, done, WARM_UP if analyze else workers)
+        if analyze:
+            await _analyze(conn, schema)
+        meter = _CpuMeter(conn, schema, (child.pid for child in children.children))
+        await meter.start()
+        t0 = time.perf_counter()
+        await _start_all(lambda: runner.start(workflow, {}), instances)
+        started = time.perf_counter() - t0
+        await done.until(warm + instances, limit)
+        elapsed = time.perf_counter() - t0
+        cpu = await meter.stop()
     return {
         "workers": workers,
         "instances": instances,
@@ -398,23 +407,13 @@ async def distributed(
 async def spread_map(workflow: type[Workflow], workers: int, items: int, runs: int) -> float:
     """Seconds for one instance of ``workflow`` mapping over ``items`` items (median of ``runs``,
     one at a time, after one untimed) on ``workers`` processes."""
-    async with _fresh_schema() as schema:
-        dsn = _tagged(DSN, schema)
-        async with DistributedRunner(dsn, schema=schema) as runner:
-            children = _Workers(workers, dsn, schema)
-            try:
-                children.spawn()
-                async with await _connect() as conn:
-                    await _registered(conn, schema, workers, children.check)
-                times = []
-                for n in range(runs + 1):
-                    t0 = time.perf_counter()
-                    await runner.run(workflow, {"items": items}, timeout=300)
-                    if n:
-                        times.append(time.perf_counter() - t0)
-                children.check()
-            finally:
-                children.stop()
+    async with _cluster(workers) as (_, runner, _children, _conn):
+        times = []
+        for n in range(runs + 1):
+            t0 = time.perf_counter()
+            await runner.run(workflow, {"items": items}, timeout=300)
+            if n:
+                times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
