@@ -15,9 +15,11 @@ BARE = "bare call"
 """The system name of the floor rows."""
 
 
-def _system(handlers: int | None) -> str:
+def _system(handlers: int | str | None) -> str:
     if handlers is None:
         return BARE
+    if isinstance(handlers, str):  # a reporter
+        return handlers
     return f"{handlers} handler" + ("" if handlers == 1 else "s")
 
 

@@ -16,7 +16,7 @@ import structlog
 from hephaestus.core.instance import Instance
 from hephaestus.demo import run_demo
 from hephaestus.runtime.storage.sqlite import SQLiteStorage
-from hephaestus.telemetry import LogHandler
+from hephaestus.telemetry import LogHandler, metrics
 
 __all__ = ["main"]
 
@@ -72,6 +72,8 @@ def _worker(args: argparse.Namespace) -> int:
         importlib.import_module(module)
     if args.log_events:
         LogHandler.attach()
+    if args.metrics_port is not None:
+        _serve_metrics(args.metrics_host, args.metrics_port)
     worker = Worker(
         _dsn(args),
         schema=args.schema,
@@ -81,6 +83,21 @@ def _worker(args: argparse.Namespace) -> int:
     )
     anyio.run(worker.run)
     return 0
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """Record every metric of the events and serve them on ``host:port`` (/metrics)."""
+    try:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        from hephaestus.telemetry.prometheus import PrometheusReporter  # noqa: PLC0415
+    except ImportError:
+        raise SystemExit(
+            "hephaestus: --metrics-port needs prometheus_client: "
+            "pip install 'hephaestus[prometheus]'"
+        ) from None
+    PrometheusReporter(metrics.metrics()).attach()
+    start_http_server(port, addr=host)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -118,6 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument(
         "--spread-concurrency", type=int, default=10, metavar="N",
         help="spread steps (Step.spread) run here at once; 0: none (default 10)",
+    )  # fmt: skip
+    worker.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help="serve Prometheus metrics on this port (/metrics); one port per worker process",
+    )  # fmt: skip
+    worker.add_argument(
+        "--metrics-host", default="127.0.0.1",
+        help="the address the metrics are served on (default 127.0.0.1; 0.0.0.0 for all)",
     )  # fmt: skip
     worker.add_argument("--name", help="the worker's name in telemetry and procrastinate")
     worker.add_argument(

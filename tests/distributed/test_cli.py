@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import anyio
@@ -17,7 +19,7 @@ from hephaestus.distributed import DistributedRunner
 from hephaestus.runtime.storage.migrations import migrations
 
 from . import flows
-from .conftest import GUARD, Database
+from .conftest import GUARD, Database, eventually
 
 TESTS = Path(__file__).parent.parent
 ROOT = TESTS.parent
@@ -59,10 +61,15 @@ class TestWorkerCommand:
     async def test_the_worker_runs_jobs_and_stops_on_sigterm(
         self, postgres_dsn: str, schema: str, tmp_path: Path
     ) -> None:
-        """`hephaestus worker` runs a workflow started elsewhere; SIGTERM stops it cleanly."""
+        """`hephaestus worker` runs a workflow started elsewhere, serves its metrics; SIGTERM
+        stops it cleanly."""
         output = tmp_path / "worker.log"
+        with socket.socket() as probe:  # a free port for the metrics
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
         command = [sys.executable, "-m", "hephaestus", "worker", "--dsn", postgres_dsn]
         command += ["--schema", schema, "--import", "distributed.flows", "--concurrency", "2"]
+        command += ["--metrics-port", str(port)]
         with output.open("w") as sink:
             child = await anyio.open_process(
                 command, env=child_env(), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT
@@ -73,6 +80,16 @@ class TestWorkerCommand:
 
             assert Status.COMPLETED == instance.status
             assert {"n": 50} == instance.context.steps["second"]
+
+            async def scraped() -> str | None:
+                url = f"http://127.0.0.1:{port}/metrics"
+                try:
+                    return await anyio.to_thread.run_sync(_get, url)
+                except OSError:
+                    return None  # not serving yet
+
+            text = await eventually(scraped, "the worker's metrics")
+            assert 'hephaestus_workflow_stop_total{workflow="Linear"} 1.0' in text.splitlines()
             child.send_signal(signal.SIGTERM)
             with anyio.fail_after(GUARD):
                 code = await child.wait()
@@ -81,3 +98,8 @@ class TestWorkerCommand:
                 child.kill()
                 await child.wait()
         assert 0 == code, output.read_text()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:  # the test's own worker
+        return response.read().decode()  # type: ignore[no-any-return]
