@@ -24,6 +24,8 @@ def blocks(page: str, holding: str) -> list[str]:
         pytest.param("waiting.md", "class Approval(Workflow)", id="waiting-approval"),
         pytest.param("waiting.md", "class AwaitPayment(Step)", id="waiting-custom"),
         pytest.param("waiting.md", "class Sync(Workflow)", id="waiting-history"),
+        pytest.param("observability.md", "otel.instrument(provider)", id="observability-otel"),
+        pytest.param("observability.md", "PrometheusReporter(", id="observability-prometheus"),
     ],
 )
 def test_example_runs(page: str, holding: str) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import inspect
 import itertools
 import os
@@ -96,6 +97,10 @@ _start_slot = _registry._slot(names.STEP_START)
 _stop_slot = _registry._slot(names.STEP_STOP)
 _transition_slot = _registry._slot(names.WORKFLOW_TRANSITION)
 _workflow_start_slot = _registry._slot(names.WORKFLOW_START)
+# Context manager factories entered around each attempt's execute (a tracer
+# makes its step span current there: hephaestus.telemetry.otel). A hook, not
+# an event; the name is hephaestus.telemetry.otel.STEP_SCOPE_HOOK's.
+_scope_slot = _registry._slot(("hephaestus", "hook", "step_scope"))
 
 
 class _Failed:
@@ -1150,9 +1155,12 @@ class LocalRunner:
                     attempt=attempt,
                 )
                 emit.step_start(instance, step, extra)
+            scopes = _scope_slot[0]
             t0 = time.monotonic_ns()
             try:
-                if self._plain.get(step, False):  # async, no timeout: just await
+                if scopes:
+                    result = await self._scoped(scopes, step, instance, config, item, attempt)
+                elif self._plain.get(step, False):  # async, no timeout: just await
                     result = await step().execute(instance, config, instance.context)  # type: ignore[misc]
                 else:
                     result = await self._call(step, instance, config)
@@ -1212,6 +1220,22 @@ class LocalRunner:
                 extra,
             )
             await anyio.sleep(delay)
+
+    async def _scoped(
+        self,
+        scopes: _registry._Handlers,
+        step: type[Step],
+        instance: Instance,
+        config: Config,
+        item: int | None,
+        attempt: int,
+    ) -> Result:
+        """``_call`` inside the step-scope hooks' context managers, entered in attach order."""
+        with contextlib.ExitStack() as stack:
+            for factory, _, _ in scopes:
+                hook: Any = factory  # a factory(instance, step, item, attempt), not a handler
+                stack.enter_context(hook(instance, step, item, attempt))
+            return await self._call(step, instance, config)
 
     async def _call(self, step: type[Step], instance: Instance, config: Config) -> Result:
         """Call ``execute``: awaited, inline, or in a worker thread; under the step's timeout."""
