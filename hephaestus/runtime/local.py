@@ -98,9 +98,8 @@ _stop_slot = _registry._slot(names.STEP_STOP)
 _transition_slot = _registry._slot(names.WORKFLOW_TRANSITION)
 _workflow_start_slot = _registry._slot(names.WORKFLOW_START)
 # Context manager factories entered around each attempt's execute (a tracer
-# makes its step span current there: hephaestus.telemetry.otel). A hook, not
-# an event; the name is hephaestus.telemetry.otel.STEP_SCOPE_HOOK's.
-_scope_slot = _registry._slot(("hephaestus", "hook", "step_scope"))
+# makes its step span current there: hephaestus.telemetry.otel).
+_scope_slot = _registry._slot(names.STEP_SCOPE_HOOK)
 
 
 class _Failed:

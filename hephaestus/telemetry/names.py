@@ -37,6 +37,10 @@ WORKFLOW_TRANSITION: EventName = ("hephaestus", "workflow", "transition")
 ENGINE_ADVANCE: EventName = ("hephaestus", "engine", "advance")
 RUNNER_INIT: EventName = ("hephaestus", "runner", "init")
 
+STEP_SCOPE_HOOK: EventName = ("hephaestus", "hook", "step_scope")
+"""Not an event: the runners enter the context managers of its "handlers" (factories,
+``factory(instance, step, item, attempt)``) around each attempt's ``execute``."""
+
 _ALL: tuple[EventName, ...] = (
     WORKFLOW_START,
     WORKFLOW_STOP,

@@ -69,15 +69,13 @@ HANDLER_ID: Final = "hephaestus-otel"
 SCOPE_HANDLER_ID: Final = "hephaestus-otel-step-scope"
 """The id of the bridge's step-scope hook (see :data:`STEP_SCOPE_HOOK`)."""
 
-STEP_SCOPE_HOOK: Final = ("hephaestus", "hook", "step_scope")
-"""Not an event: a hook the LocalRunner consults around each attempt's ``execute``.
+STEP_SCOPE_HOOK: Final = names.STEP_SCOPE_HOOK
+"""Not an event: a hook the runners consult around each attempt's ``execute``.
 
 A "handler" attached to it is a context manager factory,
 ``factory(instance, step, item, attempt)``; the runner enters what it returns
 around ``execute``. The registry keeps who is attached in a slot, so with no
-hook the runner pays one list read per attempt. Its name is spelled out
-again in ``hephaestus/runtime/local.py`` (telemetry never imports the
-runtime); a test checks they agree.
+hook the runner pays one list read per attempt.
 """
 
 _EVENTS: Final = (
