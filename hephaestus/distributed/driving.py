@@ -219,12 +219,10 @@ class Driver(LocalRunner):
                     if taken is None or letter.id in taken or self._runs.get(iid) is not run:
                         continue
                     taken.add(letter.id)
-                    applying((letter.id,))  # the change it makes deletes it
-                    try:
-                        if not await self._apply(run, letter):
-                            refused.append(letter.id)
-                    finally:
-                        applying(())
+                    if letter.kind != "result":  # an answer goes with its step's fold
+                        applying((letter.id,))  # the change it makes deletes it
+                    if not await self._apply(run, letter):
+                        refused.append(letter.id)
                 if refused:
                     await self._backend.discard(refused)
         finally:

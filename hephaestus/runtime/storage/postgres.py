@@ -124,10 +124,11 @@ _applying: ContextVar[tuple[int, ...]] = ContextVar("hephaestus_applying", defau
 def applying(letters: tuple[int, ...]) -> None:
     """The next fenced put made in this task stores the effect of these inbox rows (by id).
 
-    That put deletes them in its statement, with the change they made, and
-    so does no other put: a row is gone only once its effect is stored.
+    That put deletes them in its statement, with the change they made (and
+    those named earlier in this task since its last put), and so does no
+    other put: a row is gone only once its effect is stored.
     """
-    _applying.set(letters)
+    _applying.set(_applying.get() + letters)
 
 
 def _taking() -> tuple[int, ...]:
