@@ -22,7 +22,7 @@ import structlog
 
 from . import _registry, names
 from ._registry import EventName
-from .metrics import Metric
+from .metrics import _NANOSECONDS_PER, Metric
 
 __all__ = ["BUCKETS", "Recorder", "Reporter", "buckets_of", "label", "seconds"]
 
@@ -34,7 +34,6 @@ Recorder = Callable[[tuple[str, ...]], Callable[[float], None]]
 
 _Entry = tuple[Metric, Callable[[Mapping[str, Any]], Any] | None, str | None, dict[Any, Any]]
 
-_NANOSECONDS = {"nanosecond": 1e-9, "microsecond": 1e-6, "millisecond": 1e-3, "second": 1.0}
 _ids = itertools.count(1)
 
 
@@ -69,7 +68,7 @@ def label(value: object) -> str:
 
 def seconds(metric: Metric) -> float:
     """The factor that turns ``metric``'s measurement into seconds (1 when it has no unit)."""
-    return 1.0 if metric.unit is None else _NANOSECONDS[metric.unit[0]]
+    return 1.0 if metric.unit is None else _NANOSECONDS_PER[metric.unit[0]] / 1e9
 
 
 class Reporter:
@@ -109,10 +108,6 @@ class Reporter:
         with contextlib.suppress(TypeError):  # an unhashable tag value: labelled each time
             known[values] = bound
         return bound
-
-    @property
-    def attached(self) -> bool:
-        return any(h.id == self.handler_id for h in _registry.list_handlers())
 
     def attach(self) -> None:
         """Start recording; ``ValueError`` if this reporter records already."""
