@@ -13,7 +13,6 @@ import re
 import sys
 import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -137,9 +136,6 @@ async def test_the_docs_example_renders_a_book(postgres_dsn: str, schema: str) -
     ]
 
 
-@pytest.mark.parametrize("spread_concurrency", [-1])
-async def test_a_negative_spread_concurrency_is_refused(
-    postgres_dsn: str, spread_concurrency: Any
-) -> None:
+def test_a_negative_spread_concurrency_is_refused(postgres_dsn: str) -> None:
     with pytest.raises(ValueError, match="spread_concurrency must be >= 0, got: -1"):
-        Worker(postgres_dsn, spread_concurrency=spread_concurrency)
+        Worker(postgres_dsn, spread_concurrency=-1)
