@@ -159,6 +159,8 @@ TARGETS = (
            "Hephaestus + LogHandler", "Hephaestus", "<=", 2, "<= 2x"),
     Target("LogHandler to null, linear10 throughput", "linear10", "throughput",
            "Hephaestus + LogHandler", "Hephaestus", ">=", 0.5, ">= 1/2"),
+    Target("OTel bridge on, linear10 throughput vs LangGraph", "linear10", "throughput",
+           "Hephaestus + OTel", "LangGraph", ">=", 10, ">= 10x"),
     Target("PrometheusReporter, added per step:stop", "telemetry", "step_stop",
            "PrometheusReporter, added", None, "<=", 2000, "<= 2 µs", "ns"),
     Target("SQLite full vs DBOS SQLite, linear10 throughput", "storage", "linear10 throughput",

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+import traced
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -39,6 +41,7 @@ from hephaestus.runtime.local import LocalRunner
 from hephaestus.telemetry import otel
 
 GUARD = 5.0
+TESTS = Path(__file__).parent
 
 # ---------------------------------------------------------------- steps and workflows
 
@@ -285,25 +288,39 @@ class TestSpanTree:
             "hephaestus.step.event": "done",
         } == dict(named["step A"].attributes or {})
 
-    async def test_transitions_are_workflow_span_events(
+    async def test_a_transition_is_an_event_of_the_step_span_that_made_it(
         self, exporter: InMemorySpanExporter
     ) -> None:
-        """Each transition is an event of the workflow span, in order."""
+        """Each step span ends with a transition event: the event it returned and its targets."""
         await run(Linear)
-        workflow = by_name(exporter.get_finished_spans())["workflow Linear"]
+        spans = by_name(exporter.get_finished_spans())
         assert [
-            ("transition", "A", ("B",)),
-            ("transition", "B", ("Done",)),
-            ("transition", "Done", ()),
+            ("step A", "transition", "done", ("B",)),
+            ("step B", "transition", "done", ("Done",)),
+            ("step Done", "transition", "done", ()),
         ] == [
             (
+                name,
                 e.name,
-                e.attributes["hephaestus.step.name"],
+                e.attributes["hephaestus.step.event"],
                 tuple(e.attributes["hephaestus.transition.targets"]),  # type: ignore[arg-type]
             )
-            for e in workflow.events
+            for name in ("step A", "step B", "step Done")
+            for e in spans[name].events
             if e.attributes is not None
         ]
+        assert [] == list(spans["workflow Linear"].events)
+
+    async def test_the_trace_context_is_stored_with_the_instance(
+        self, exporter: InMemorySpanExporter
+    ) -> None:
+        """start() adds the workflow span's traceparent to the instance's telemetry_metadata."""
+        instance = await run(Linear)
+        workflow = by_name(exporter.get_finished_spans())["workflow Linear"]
+        context = workflow.context
+        assert {
+            otel.TRACE_KEY: f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+        } == instance.telemetry_metadata
 
     async def test_fan_out(self, exporter: InMemorySpanExporter) -> None:
         """Both branches are children of the workflow span."""
@@ -433,7 +450,10 @@ class TestCaller:
         workflow = spans["workflow Linear"]
         assert workflow.parent is None
         assert caller.get_span_context().trace_id != workflow.context.trace_id
-        assert [caller.get_span_context()] == [link.context for link in workflow.links]
+        expected = caller.get_span_context()
+        assert [(expected.trace_id, expected.span_id)] == [
+            (link.context.trace_id, link.context.span_id) for link in workflow.links
+        ]
         assert workflow.context.span_id == spans["step A"].parent.span_id  # type: ignore[union-attr]
 
 
@@ -458,49 +478,72 @@ class TestMetadata:
 
 
 class TestParking:
-    async def test_park_and_resume_are_workflow_events(
+    async def test_a_wait_span_runs_from_the_park_to_the_resume(
         self, exporter: InMemorySpanExporter
     ) -> None:
-        """A parked step's span ends when it parks; park and resume are workflow span events."""
-        async with LocalRunner() as runner:
-            with anyio.fail_after(GUARD):
-                iid = await runner.start(Parked, {})
-                while (await runner.get(iid)).status is not Status.WAITING:
-                    await anyio.lowlevel.checkpoint()
-                assert ["step A", "step Parks"] == sorted(
-                    s.name for s in exporter.get_finished_spans()
-                )
-                await runner.resume(iid, "ok")
-                await runner.wait(iid)
-        workflow = by_name(exporter.get_finished_spans())["workflow Parked"]
-        assert ["transition", "park", "resume", "transition", "transition"] == [
-            e.name for e in workflow.events
-        ]
+        """The parked step's span ends at its park; a wait span covers the wait until the resume."""
+        parked = anyio.Event()
+        telemetry.attach("parked", telemetry.step_async_event(), lambda *_: parked.set())
+        try:
+            async with LocalRunner() as runner:
+                with anyio.fail_after(GUARD):
+                    iid = await runner.start(Parked, {})
+                    await parked.wait()
+                    assert ["step A", "step Parks"] == sorted(
+                        s.name for s in exporter.get_finished_spans()
+                    )
+                    resumed_at = time.time_ns()
+                    await runner.resume(iid, "ok")
+                    await runner.wait(iid)
+        finally:
+            telemetry.detach("parked")
+        spans = by_name(exporter.get_finished_spans())
+        step, wait = spans["step Parks"], spans["wait Parks"]
+        assert ["park"] == [e.name for e in step.events]
+        assert True is (step.attributes or {})["hephaestus.step.parked"]
+        assert ("wait Parks", "workflow Parked", "UNSET") in tree(spans.values())
+        assert step.end_time is not None
+        assert wait.start_time is not None
+        assert wait.end_time is not None
+        assert abs(wait.start_time - step.end_time) < 50_000_000  # two clocks: the same instant
+        assert resumed_at <= wait.end_time
+        assert ["resume"] == [e.name for e in wait.events]
+        assert {"hephaestus.step.event": "ok", "hephaestus.resume.source": "external"}.items() <= (
+            wait.attributes or {}
+        ).items()
 
-    async def test_resumed_by_a_new_runner(
+    async def test_parked_in_one_process_and_resumed_in_another_is_one_trace(
         self, exporter: InMemorySpanExporter, tmp_path: Path
     ) -> None:
-        """Parked on SQLite, resumed by another runner: one trace, from the instance's start."""
-        path = tmp_path / "flows.db"
-        async with SQLiteStorage(path) as storage, LocalRunner(storage) as runner:
+        """Started under a request span and parked on SQLite by a process that exits; resumed here.
+
+        Both processes' spans make one trace: the workflow span (built here)
+        starts when the instance started there, under the request span.
+        """
+        database, spans_file = tmp_path / "flows.db", tmp_path / "spans.jsonl"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+        command = [sys.executable, "-c", "import traced; traced.main()", "park"]
+        with anyio.fail_after(60):
+            child = await anyio.run_process(
+                [*command, str(database), str(spans_file)], env=env, check=False
+            )
+        assert 0 == child.returncode, child.stderr.decode()
+        iid = child.stdout.decode().strip()
+        async with SQLiteStorage(database) as storage, LocalRunner(storage) as runner:
             with anyio.fail_after(GUARD):
-                iid = await runner.start(Parked, {})
-                while (await runner.get(iid)).status is not Status.WAITING:
-                    await anyio.lowlevel.checkpoint()
-        async with SQLiteStorage(path) as storage, LocalRunner(storage) as runner:
-            with anyio.fail_after(GUARD):
-                await runner.resume(iid, "ok")
+                await runner.resume(iid, "approved")
                 instance = await runner.wait(iid)
-        spans = exporter.get_finished_spans()
-        assert [
-            ("step A", "workflow Parked", "UNSET"),
-            ("step Done", "workflow Parked", "UNSET"),
-            ("step Parks", "workflow Parked", "UNSET"),
-            ("workflow Parked", None, "UNSET"),
-        ] == tree(spans)
-        assert 1 == len({span.context.trace_id for span in spans})
-        workflow = by_name(spans)["workflow Parked"]
-        assert workflow.start_time is not None
-        # Its start is the instance's (the end minus the wall-clock duration), before step A.
-        assert instance.started_at <= workflow.start_time
-        assert workflow.start_time <= by_name(spans)["step A"].start_time  # type: ignore[operator]
+        there = traced.read(spans_file)
+        here = [traced.described(span) for span in exporter.get_finished_spans()]
+        assert ["request", "step Review", "step Submit"] == sorted(s["name"] for s in there)
+        assert ["step Done", "wait Review", "workflow Approval"] == sorted(s["name"] for s in here)
+        spans = {s["name"]: s for s in there + here}
+        assert 1 == len({s["trace_id"] for s in spans.values()})
+        workflow = spans["workflow Approval"]
+        assert spans["request"]["span_id"] == workflow["parent_id"]
+        for name in ("step Submit", "step Review", "wait Review", "step Done"):
+            assert workflow["span_id"] == spans[name]["parent_id"], name
+        assert instance.started_at <= workflow["start"] <= spans["step Submit"]["start"]
+        assert spans["step Done"]["end"] <= workflow["end"]
+        assert {"otel.traceparent", "otel.caller"} == set(instance.telemetry_metadata)

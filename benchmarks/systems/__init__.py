@@ -141,10 +141,25 @@ FLOOR_TASKS = System("asyncio (tasks)", "floor", options={"tasks": True})
 FLOOR_GATHER = System("asyncio (gather)", "floor")
 HEPHAESTUS = System("Hephaestus", "heph")
 HEPHAESTUS_LOG = System("Hephaestus + LogHandler", "heph", options={"log": True})
+HEPHAESTUS_OTEL = System(
+    "Hephaestus + OTel", "heph", requires=("opentelemetry.sdk",), options={"otel": True}
+)
+HEPHAESTUS_PROMETHEUS = System(
+    "Hephaestus + Prometheus", "heph", requires=("prometheus_client",), options={"prometheus": True}
+)
 LANGGRAPH = System("LangGraph", "langgraph_peer", requires=("langgraph",))
 PYDANTIC_GRAPH = System("pydantic-graph", "pydantic_graph_peer", requires=("pydantic_graph",))
 
-WORKFLOW_SYSTEMS = (FLOOR_AWAIT, FLOOR_TASKS, HEPHAESTUS, HEPHAESTUS_LOG, LANGGRAPH, PYDANTIC_GRAPH)
+WORKFLOW_SYSTEMS = (
+    FLOOR_AWAIT,
+    FLOOR_TASKS,
+    HEPHAESTUS,
+    HEPHAESTUS_LOG,
+    HEPHAESTUS_OTEL,
+    HEPHAESTUS_PROMETHEUS,
+    LANGGRAPH,
+    PYDANTIC_GRAPH,
+)
 """The systems of the in-memory scenarios, in the order the table lists them."""
 FLOORS = (FLOOR_AWAIT.name, FLOOR_TASKS.name)
 PEERS = (LANGGRAPH.name, PYDANTIC_GRAPH.name)

@@ -14,6 +14,11 @@ the items' updates (``context.steps["map_item"]["items"]``). The gated
 variant (the memory figure) uses subclasses whose items first wait at the
 gate the session installs (``Gate.current()``).
 
+``otel=True`` instruments the session with the OpenTelemetry bridge (an SDK
+tracer provider, a batch span processor, an exporter that discards);
+``prometheus=True`` attaches a ``PrometheusReporter(metrics())`` on a
+registry of its own.
+
 ``log=True`` attaches ``LogHandler`` (all 11 events, default levels) and
 configures structlog, for the session only, to render every line (debug
 included) with its default processors and print it to ``os.devnull``; the
@@ -329,16 +334,57 @@ def null_log_sink() -> Iterator[None]:
             structlog.configure(**saved)
 
 
+@contextmanager
+def traced() -> Iterator[None]:
+    """The OpenTelemetry bridge on an SDK tracer provider, batched to an exporter that discards."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from hephaestus.telemetry import otel
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    otel.instrument(provider)
+    try:
+        yield
+    finally:
+        otel.uninstrument()
+        provider.shutdown()
+
+
+@contextmanager
+def measured() -> Iterator[None]:
+    """A ``PrometheusReporter(metrics())`` on a registry of its own."""
+    from prometheus_client import CollectorRegistry
+
+    from hephaestus.telemetry.metrics import metrics
+    from hephaestus.telemetry.prometheus import PrometheusReporter
+
+    with PrometheusReporter(metrics(), registry=CollectorRegistry()):
+        yield
+
+
 @asynccontextmanager
-async def session(log: bool = False, storage: Any = None) -> AsyncIterator[_Hephaestus]:
+async def session(
+    log: bool = False, storage: Any = None, otel: bool = False, prometheus: bool = False
+) -> AsyncIterator[_Hephaestus]:
     """A ``LocalRunner`` on ``storage`` (a fresh ``MemoryStorage`` when None).
 
     A storage that is an async context manager (SQLite, PostgreSQL) is
-    entered first and closed last.
+    entered first and closed last. ``otel`` and ``prometheus`` instrument the
+    session (:func:`traced`, :func:`measured`).
     """
     async with AsyncExitStack() as stack:
         if log:
             stack.enter_context(null_log_sink())
+        if otel:
+            stack.enter_context(traced())
+        if prometheus:
+            stack.enter_context(measured())
         if storage is not None and hasattr(storage, "__aenter__"):
             await stack.enter_async_context(storage)
         runner = await stack.enter_async_context(LocalRunner(storage))

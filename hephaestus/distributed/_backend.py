@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import procrastinate
@@ -296,9 +296,23 @@ class Backend:
             },
         )
 
-    async def spread(self, instance_id: str, step: str, item: int | None, token: str) -> int:
-        """Defer a ``heph.step`` job that runs ``step`` (``item`` of its map); its job id."""
-        args = {"instance_id": instance_id, "step": step, "item": item, "token": token}
+    async def spread(
+        self,
+        instance_id: str,
+        step: str,
+        item: int | None,
+        token: str,
+        carried: Mapping[str, str] | None,
+    ) -> int:
+        """Defer a ``heph.step`` job that runs ``step`` (``item`` of its map); its job id.
+
+        ``carried`` (what the driver's step-scope hooks set for a run elsewhere)
+        goes with the job when there is any.
+        """
+        args: dict[str, Any] = {"instance_id": instance_id, "step": step, "item": item}
+        args["token"] = token
+        if carried:
+            args["carried"] = dict(carried)
         row = await self._one(_SPREAD, {"queue": self.steps_queue, "args": Jsonb(args)})
         assert row is not None
         job_id: int = row[0]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -40,9 +41,10 @@ from hephaestus.core.step import Config, Result, Step
 from hephaestus.distributed import spreading
 from hephaestus.distributed._backend import Backend, Letter
 from hephaestus.exceptions import HephaestusError, InstanceLost, StorageError
-from hephaestus.runtime.local import LocalRunner, _Run
+from hephaestus.runtime.local import LocalRunner, _Run, _scope_slot, enter_scopes
 from hephaestus.runtime.storage import codec
 from hephaestus.runtime.storage.postgres import applying
+from hephaestus.telemetry import _registry
 
 __all__ = ["Driver"]
 
@@ -155,9 +157,19 @@ class Driver(LocalRunner):
             return await self._elsewhere(step, instance, config)
         return await super()._call(step, instance, config)
 
-    async def call_here(self, step: type[Step], instance: Instance, config: Config) -> Result:
-        """Run a spread step's ``execute`` in this worker, for a ``heph.step`` job."""
-        return await super()._call(step, instance, config)
+    async def call_here(
+        self, step: type[Step], instance: Instance, config: Config, item: int | None
+    ) -> Result:
+        """Run a spread step's ``execute`` in this worker, for a ``heph.step`` job.
+
+        Inside the step-scope hooks (with no attempt number: the driver counts them).
+        """
+        scopes = _scope_slot[0]
+        if not scopes:
+            return await super()._call(step, instance, config)
+        with contextlib.ExitStack() as stack:
+            enter_scopes(stack, scopes, instance, step, item, None)
+            return await super()._call(step, instance, config)
 
     async def _elsewhere(self, step: type[Step], instance: Instance, config: Config) -> Result:
         """Run one attempt as a ``heph.step`` job (any worker's) and await its answer."""
@@ -166,7 +178,9 @@ class Driver(LocalRunner):
         answer = self._answers[token] = asyncio.get_running_loop().create_future()
         job = None
         try:
-            job = await self._backend.spread(instance.id, codec.import_path(step), item, token)
+            path = codec.import_path(step)
+            carried = _registry.carried.get()
+            job = await self._backend.spread(instance.id, path, item, token, carried)
             letter, outcome = await answer
             applying((letter,))  # the fold of this outcome (this task's next put) deletes it
             return spreading.answer_of(outcome)

@@ -22,6 +22,8 @@ import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from hephaestus._show import shown, storable, text_of
 from hephaestus.core.step import Async, Config, Error, Ok, Result, Step
 from hephaestus.exceptions import RemoteStepError, StepTimeout
@@ -99,12 +101,25 @@ def answer_of(outcome: Mapping[str, Any]) -> Result:
 
 
 async def run_here(
-    driver: Driver, backend: Backend, instance_id: str, path: str, item: int | None, token: str
+    driver: Driver,
+    backend: Backend,
+    instance_id: str,
+    path: str,
+    item: int | None,
+    token: str,
+    carried: Mapping[str, str] | None = None,
 ) -> None:
-    """The ``heph.step`` job: run the step on the stored instance and post its outcome."""
+    """The ``heph.step`` job: run the step on the stored instance and post its outcome.
+
+    What the driver's step-scope hooks ``carried`` is added to the instance's
+    ``telemetry_metadata`` for this run's own hooks (its trace context).
+    """
     instance = await backend.storage.get(instance_id)
     if instance is None or instance.terminal:
         return  # deleted, or cancelled meanwhile: nobody waits
+    if carried:
+        metadata = {**instance.telemetry_metadata, **carried}
+        instance = attrs.evolve(instance, telemetry_metadata=metadata)
     step: type[Step] = codec.resolve(path)
     config: Config = instance.step_configs.get(step)
     if item is not None:
@@ -115,7 +130,7 @@ async def run_here(
         config["item"] = mapped.items[item]
         config["index"] = item
     try:
-        outcome = outcome_of(await driver.call_here(step, instance, config))
+        outcome = outcome_of(await driver.call_here(step, instance, config, item))
     except Exception as exc:
         outcome = failure_of(exc)
     await backend.answer(instance_id, token, outcome)

@@ -173,9 +173,12 @@ class Worker:
                     step: str,
                     item: int | None,
                     token: str,
+                    carried: dict[str, str] | None = None,
                 ) -> None:
                     try:
-                        await spreading.run_here(driver, backend, instance_id, step, item, token)
+                        await spreading.run_here(
+                            driver, backend, instance_id, step, item, token, carried
+                        )
                     except asyncio.CancelledError:
                         if context.abort_reason() is AbortReason.USER_REQUEST:  # its driver
                             raise procrastinate.exceptions.JobAborted() from None  # not retried

@@ -8,6 +8,9 @@ from typing import Any, NamedTuple
 from hephaestus._show import shown
 from hephaestus.core.workflow import Workflow
 from hephaestus.runtime.ids import instance_id
+from hephaestus.telemetry import _registry, names
+
+_start_slot = _registry._slot(names.START_HOOK)
 
 __all__ = ["Start", "check_start"]
 
@@ -28,7 +31,11 @@ def check_start(
     version: object,
     telemetry_metadata: object,
 ) -> Start:
-    """The checked arguments of ``start``; ``TypeError`` or ``ValueError`` naming the culprit."""
+    """The checked arguments of ``start``; ``TypeError`` or ``ValueError`` naming the culprit.
+
+    The hooks of :data:`~hephaestus.telemetry.names.START_HOOK` add their
+    entries to the telemetry metadata, once the arguments are known good.
+    """
     if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
         raise TypeError(f"start needs a Workflow subclass, got: {shown(workflow)}")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
@@ -43,9 +50,11 @@ def check_start(
     for key in context:  # a plain loop: no generator on the hot path
         if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"the context's keys must be strings, got: {shown(key)}")
-    return Start(
-        concrete,
-        instance_id(concrete, id),
-        dict(context),
-        dict(telemetry_metadata) if telemetry_metadata else {},
-    )
+    iid = instance_id(concrete, id)
+    metadata = dict(telemetry_metadata) if telemetry_metadata else {}
+    if _start_slot[0]:
+        for added in _registry._hooked(names.START_HOOK, concrete, metadata):
+            if added:
+                for key, value in added.items():
+                    metadata.setdefault(key, value)
+    return Start(concrete, iid, dict(context), metadata)

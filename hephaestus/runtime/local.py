@@ -1231,9 +1231,7 @@ class LocalRunner:
     ) -> Result:
         """``_call`` inside the step-scope hooks' context managers, entered in attach order."""
         with contextlib.ExitStack() as stack:
-            for factory, _, _ in scopes:
-                hook: Any = factory  # a factory(instance, step, item, attempt), not a handler
-                stack.enter_context(hook(instance, step, item, attempt))
+            enter_scopes(stack, scopes, instance, step, item, attempt)
             return await self._call(step, instance, config)
 
     async def _call(self, step: type[Step], instance: Instance, config: Config) -> Result:
@@ -1405,6 +1403,20 @@ _EXCEPTION: Final = "exception"
 _TAKEN: Final = "taken"  # parked, and took a message at once
 
 _T = TypeVar("_T")
+
+
+def enter_scopes(
+    stack: contextlib.ExitStack,
+    scopes: _registry._Handlers,
+    instance: Instance,
+    step: type[Step],
+    item: int | None,
+    attempt: int | None,
+) -> None:
+    """Enter the step-scope hooks' context managers on ``stack``, in attach order."""
+    for factory, _, _ in scopes:
+        hook: Any = factory  # a factory(instance, step, item, attempt), not a handler
+        stack.enter_context(hook(instance, step, item, attempt))
 
 
 def _refusal(exc: BaseException) -> str:

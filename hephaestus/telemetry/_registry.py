@@ -23,9 +23,10 @@ cancellation would break the runner that emits.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import traceback
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from time import monotonic_ns, time_ns
 from typing import Any, TypeAlias
 
@@ -63,6 +64,18 @@ HANDLER_FAILURE_EVENT: EventName = ("telemetry", "handler", "failure")
 """Emitted when a handler raised and was detached (not one of the 11 Hephaestus events)."""
 
 _logger = structlog.get_logger("hephaestus.telemetry")
+
+carried: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "hephaestus_carried", default=None
+)
+"""What a step-scope hook sets while an attempt runs for a run elsewhere to read.
+
+When the distributed runner sends a spread step's run to another worker, it
+sends this mapping along; that worker adds it to the instance's
+``telemetry_metadata`` before entering its own step-scope hooks. The
+OpenTelemetry bridge puts the step span's ``traceparent`` here, so spans made
+inside a remote ``execute`` are children of the step span.
+"""
 
 
 @attrs.frozen
@@ -226,6 +239,18 @@ def _dispatch(
             function(event_name, measurements, metadata, config)
         except Exception as exc:  # a handler must never disturb the code that emits
             _handler_failed(handler, event_name, exc)
+
+
+def _hooked(event_name: EventName, *args: Any) -> list[Any]:
+    """What each "handler" of a hook returns; one that raises is detached and reported."""
+    answers = []
+    for function, _, handler in _listeners.get(event_name, ()):
+        hook: Any = function  # a hook's own signature, not a handler's
+        try:
+            answers.append(hook(*args))
+        except Exception as exc:  # a hook must never disturb the runner that calls it
+            _handler_failed(handler, event_name, exc)
+    return answers
 
 
 def _handler_failed(handler: Handler, event_name: EventName, exc: Exception) -> None:

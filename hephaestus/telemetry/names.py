@@ -39,7 +39,18 @@ RUNNER_INIT: EventName = ("hephaestus", "runner", "init")
 
 STEP_SCOPE_HOOK: EventName = ("hephaestus", "hook", "step_scope")
 """Not an event: the runners enter the context managers of its "handlers" (factories,
-``factory(instance, step, item, attempt)``) around each attempt's ``execute``."""
+``factory(instance, step, item, attempt)``) around each attempt's ``execute``.
+
+``attempt`` is None on a worker that runs a spread step for the worker driving
+its instance: there the instance's ``telemetry_metadata`` also holds what the
+driver's scopes set in :data:`hephaestus.telemetry._registry.carried`."""
+
+START_HOOK: EventName = ("hephaestus", "hook", "start")
+"""Not an event: each ``runner.start(...)`` calls its "handlers",
+``hook(workflow, telemetry_metadata)``, in the caller's context before anything is
+stored. The entries of the mapping a hook returns are added to the new
+instance's ``telemetry_metadata`` (the caller's own keys win), so they are
+stored with the instance and reach every event of it, in every process."""
 
 _ALL: tuple[EventName, ...] = (
     WORKFLOW_START,

@@ -10,26 +10,31 @@
 
 Each instance gets a ``workflow {Workflow}`` span, and each step attempt a
 ``step {Step}`` child span (one item of a mapped step is one attempt like any
-other). Transitions, parks and resumes are events of the workflow span. The
-caller's current span at ``runner.start(...)`` is the workflow span's parent
-(``parent="parent"``) or a link (``parent="link"``). ``docs/observability.md``
-is the guide.
+other); a step that parked and was resumed adds a ``wait {Step}`` span from
+its park to its resume. The caller's current span at ``runner.start(...)`` is
+the workflow span's parent (``parent="parent"``) or a link
+(``parent="link"``). ``docs/observability.md`` is the guide.
 
-No span is held open. Events arrive after the fact, so every span is built
-when its outcome is known, with the start and end times its events measured:
-a step span at ``step:stop`` (``step:exception``, ``step:async``), the
-workflow span at ``workflow:stop`` (``workflow:exception``). Children are
-created under span ids chosen in advance: what the bridge keeps per live
-instance is a ``_Trace`` (trace id, workflow span id, flags, the caller's
-span context, the workflow span's pending events), not a span. Forcing the
-span id of a span built later relies on the SDK's ``Tracer.id_generator``
-(the bridge wraps it on its own tracer); with another tracer the ids are the
-tracer's and nothing is recorded by the no-op API tracer anyway.
+The trace travels with the instance. When a runner starts an instance, the
+bridge's start hook decides the workflow span's ids and sampling and adds them
+to the instance's ``telemetry_metadata`` (``otel.traceparent``, and the
+caller's span as ``otel.caller``), which is stored with it and read back with
+every event, in whatever process drives it later. No span is held open and
+nothing is kept per parked instance: every span is built when its outcome is
+known, with the start and end times its events measured (a step span at
+``step:stop``, ``step:exception`` or ``step:async``, the workflow span at
+``workflow:stop`` or ``workflow:exception``, from the instance's stored start).
+What the bridge keeps in memory is the span id and start of each attempt that
+is running in this process. Forcing the span id of a span built after the
+fact relies on the SDK's ``Tracer.id_generator`` (the bridge wraps it on its
+own tracer); with another tracer the ids are the tracer's, and the no-op API
+tracer records nothing anyway.
 
 A step span is the current span while the step's ``execute`` runs, so spans
-created inside ``execute`` are its children: the LocalRunner wraps each
-attempt in the context managers of the handlers attached to
-:data:`STEP_SCOPE_HOOK`, and :func:`instrument` attaches one.
+created inside ``execute`` are its children: the runners wrap each attempt in
+the context managers of the handlers attached to :data:`STEP_SCOPE_HOOK`,
+:func:`instrument` attaches one, and a spread step's run on another worker of
+the distributed runner gets the step span's ``traceparent`` with its job.
 
 Importing this module imports ``opentelemetry`` (the ``otel`` extra);
 nothing else in Hephaestus does.
@@ -38,6 +43,8 @@ nothing else in Hephaestus does.
 from __future__ import annotations
 
 import contextvars
+import functools
+import hashlib
 import random
 import threading
 from collections.abc import Mapping, Sequence
@@ -61,13 +68,24 @@ from opentelemetry.util.types import AttributeValue
 
 from . import _registry, names
 
-__all__ = ["STEP_SCOPE_HOOK", "instrument", "instrumented", "uninstrument"]
+__all__ = [
+    "CALLER_KEY",
+    "STEP_KEY",
+    "STEP_SCOPE_HOOK",
+    "TRACE_KEY",
+    "instrument",
+    "instrumented",
+    "uninstrument",
+]
 
 HANDLER_ID: Final = "hephaestus-otel"
 """The id of the bridge's handler of the 11 events."""
 
 SCOPE_HANDLER_ID: Final = "hephaestus-otel-step-scope"
 """The id of the bridge's step-scope hook (see :data:`STEP_SCOPE_HOOK`)."""
+
+START_HANDLER_ID: Final = "hephaestus-otel-start"
+"""The id of the bridge's start hook (see :data:`hephaestus.telemetry.names.START_HOOK`)."""
 
 STEP_SCOPE_HOOK: Final = names.STEP_SCOPE_HOOK
 """Not an event: a hook the runners consult around each attempt's ``execute``.
@@ -78,11 +96,18 @@ around ``execute``. The registry keeps who is attached in a slot, so with no
 hook the runner pays one list read per attempt.
 """
 
+TRACE_KEY: Final = "otel.traceparent"
+"""The ``telemetry_metadata`` key of the workflow span's context, a W3C ``traceparent``."""
+
+CALLER_KEY: Final = "otel.caller"
+"""The ``telemetry_metadata`` key of the caller's span at ``start``: the parent, or the link."""
+
+STEP_KEY: Final = "otel.step"
+"""The key a spread step's remote run finds its step span's ``traceparent`` under."""
+
 _EVENTS: Final = (
-    names.WORKFLOW_START,
     names.WORKFLOW_STOP,
     names.WORKFLOW_EXCEPTION,
-    names.WORKFLOW_TRANSITION,
     names.STEP_START,
     names.STEP_STOP,
     names.STEP_EXCEPTION,
@@ -94,12 +119,12 @@ _EVENTS: Final = (
 # the span ends when the event is emitted.
 _UNMEASURED: Final = frozenset({"cancelled", "storage", "runner"})
 
-_Key = tuple[type, int | None]
-"""A step attempt within its instance: the step and, for a mapped step, the item."""
+_Key = tuple[str, type, int | None]
+"""A step attempt: its instance's id, the step and, for a mapped step, the item."""
 
 
 class _Attempt:
-    """A step attempt that started: its span id, start (wall-clock ns) and number."""
+    """A step attempt that started here: its span id, start (wall-clock ns) and number."""
 
     __slots__ = ("attempt", "span_id", "start")
 
@@ -109,19 +134,24 @@ class _Attempt:
         self.attempt = attempt
 
 
-class _Trace:
-    """What the bridge keeps for one instance until it ends: ids, and the workflow span's events."""
+def _traceparent(context: SpanContext) -> str:
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
-    __slots__ = ("attempts", "context", "events", "link", "parent")
 
-    def __init__(
-        self, context: SpanContext, parent: SpanContext | None, link: SpanContext | None
-    ) -> None:
-        self.context = context  # the workflow span's, decided at workflow:start
-        self.parent = parent
-        self.link = link
-        self.events: list[tuple[str, dict[str, AttributeValue], int]] = []
-        self.attempts: dict[_Key, _Attempt] = {}
+@functools.lru_cache(maxsize=4096)
+def _parse(value: object) -> SpanContext | None:
+    """The span context a W3C ``traceparent`` (version 00) names; None when it is not one."""
+    if type(value) is not str or len(value) != 55 or value[:3] != "00-":
+        return None
+    if value[35] != "-" or value[52] != "-":
+        return None
+    try:
+        trace_id, span_id, flags = int(value[3:35], 16), int(value[36:52], 16), int(value[53:], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, True, TraceFlags(flags))
 
 
 # The span ids (trace id, span id) the next span the bridge starts must have.
@@ -151,26 +181,31 @@ class _ForcedIds:
 class _StepScope:
     """Makes an attempt's step span current while its ``execute`` runs."""
 
-    __slots__ = ("bridge", "instance_id", "key", "token")
+    __slots__ = ("bridge", "carried", "instance", "key", "spread", "token")
 
     def __init__(self, bridge: _Bridge, instance: Any, step: type, item: int | None) -> None:
         self.bridge = bridge
-        self.instance_id: str = instance.id
-        self.key: _Key = (step, item)
+        self.instance = instance
+        self.key: _Key = (instance.id, step, item)
+        self.spread: bool = getattr(step, "spread", False)
         self.token: object = None
+        self.carried: contextvars.Token[Mapping[str, str] | None] | None = None
 
     def __enter__(self) -> None:
-        state = self.bridge.traces.get(self.instance_id)
-        if state is None:
-            return
-        attempt = state.attempts.get(self.key)
-        if attempt is None:
-            return
-        attempt.start = time_ns()  # closer to execute than step:start's system_time
-        span = NonRecordingSpan(
-            SpanContext(state.context.trace_id, attempt.span_id, False, state.context.trace_flags)
-        )
-        self.token = otel_context.attach(trace.set_span_in_context(span))
+        metadata = self.instance.telemetry_metadata
+        attempt = self.bridge.attempts.get(self.key)
+        if attempt is not None:
+            workflow = self.bridge.context_of(metadata, self.instance.id)
+            attempt.start = time_ns()  # closer to execute than step:start's system_time
+            context = SpanContext(workflow.trace_id, attempt.span_id, False, workflow.trace_flags)
+        else:  # a spread step's run for a driver elsewhere, or started before instrument()
+            found = _parse(metadata.get(STEP_KEY))
+            if found is None:
+                return
+            context = found
+        self.token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(context)))
+        if self.spread:  # its run may go to another worker: the step span goes with it
+            self.carried = _registry.carried.set({STEP_KEY: _traceparent(context)})
 
     def __exit__(
         self,
@@ -178,6 +213,8 @@ class _StepScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.carried is not None:
+            _registry.carried.reset(self.carried)
         if self.token is not None:
             otel_context.detach(self.token)  # type: ignore[arg-type]  # attach's own token
 
@@ -191,16 +228,14 @@ class _Bridge:
         self.tracer = tracer
         self.link = parent == "link"
         self.copy_metadata = tuple(copy_metadata)
-        self.traces: dict[str, _Trace] = {}
+        self.attempts: dict[_Key, _Attempt] = {}
         self.ids: Any = getattr(tracer, "id_generator", None)
         self.wrapped = self.ids is not None and not isinstance(self.ids, _ForcedIds)
         if self.wrapped:
             tracer.id_generator = _ForcedIds(self.ids)  # type: ignore[attr-defined]  # SDK tracer
         self.dispatch = {
-            names.WORKFLOW_START: self.workflow_start,
             names.WORKFLOW_STOP: self.workflow_stop,
             names.WORKFLOW_EXCEPTION: self.workflow_exception,
-            names.WORKFLOW_TRANSITION: self.transition,
             names.STEP_START: self.step_start,
             names.STEP_STOP: self.step_stop,
             names.STEP_EXCEPTION: self.step_exception,
@@ -234,6 +269,32 @@ class _Bridge:
         result = sampler.should_sample(_context_of(parent), trace_id, name)
         return TraceFlags(TraceFlags.SAMPLED if result.decision.is_sampled() else 0)
 
+    def started(self, workflow: type, telemetry_metadata: Mapping[str, Any]) -> dict[str, str]:
+        """The start hook, in the caller's context: the workflow span's ids and sampling."""
+        current = trace.get_current_span().get_span_context()
+        caller = current if current.is_valid else None
+        parent = None if self.link else caller
+        trace_id = parent.trace_id if parent is not None else self.trace_id()
+        flags = self.sampled(parent, trace_id, f"workflow {workflow.__qualname__}")
+        added = {TRACE_KEY: _traceparent(SpanContext(trace_id, self.span_id(), False, flags))}
+        if caller is not None:
+            added[CALLER_KEY] = _traceparent(caller)
+        return added
+
+    def context_of(self, metadata: Mapping[str, Any], instance_id: str) -> SpanContext:
+        """The instance's workflow span context, as stored with it at start.
+
+        An instance started with the bridge off has none: its ids are derived
+        from its id, so every process still puts its spans in one trace.
+        """
+        context = _parse(metadata.get(TRACE_KEY))
+        if context is not None:
+            return context
+        digest = hashlib.blake2b(instance_id.encode(), digest_size=24).digest()
+        trace_id = int.from_bytes(digest[:16]) or 1
+        flags = self.sampled(None, trace_id, _workflow_span_name(metadata))
+        return SpanContext(trace_id, int.from_bytes(digest[16:]) or 1, False, flags)
+
     # ------------------------------------------------------------------ the handler
 
     def handle(
@@ -245,18 +306,6 @@ class _Bridge:
     ) -> None:
         self.dispatch[event_name](measurements, metadata)
 
-    def trace_of(self, metadata: Mapping[str, Any]) -> _Trace:
-        """The instance's trace; a new root one for an instance started before ``instrument``."""
-        state = self.traces.get(metadata["instance_id"])
-        if state is None:
-            name = _workflow_span_name(metadata)
-            trace_id = self.trace_id()
-            context = SpanContext(
-                trace_id, self.span_id(), False, self.sampled(None, trace_id, name)
-            )
-            state = self.traces[metadata["instance_id"]] = _Trace(context, None, None)
-        return state
-
     def attributes(self, metadata: Mapping[str, Any]) -> dict[str, AttributeValue]:
         attributes: dict[str, AttributeValue] = {
             "hephaestus.instance.id": metadata["instance_id"],
@@ -267,18 +316,6 @@ class _Bridge:
             if key in metadata:
                 attributes[key] = _attribute(metadata[key])
         return attributes
-
-    def workflow_start(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        # Runs inside runner.start(): the current span is the caller's.
-        current = trace.get_current_span().get_span_context()
-        caller = current if current.is_valid else None
-        parent = None if self.link else caller
-        trace_id = parent.trace_id if parent is not None else self.trace_id()
-        flags = self.sampled(parent, trace_id, _workflow_span_name(metadata))
-        context = SpanContext(trace_id, self.span_id(), False, flags)
-        self.traces[metadata["instance_id"]] = _Trace(
-            context, parent, caller if self.link else None
-        )
 
     def workflow_stop(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
         span, end = self.workflow_span(measurements, metadata)
@@ -295,50 +332,41 @@ class _Bridge:
         self, measurements: dict[str, Any], metadata: dict[str, Any]
     ) -> tuple[trace.Span, int]:
         """The workflow span, built now that it ends (from the instance's start); and its end."""
-        state = self.traces.pop(metadata["instance_id"], None)
-        if state is None:
-            state = self.trace_of(metadata)
-            del self.traces[metadata["instance_id"]]
+        context = self.context_of(metadata, metadata["instance_id"])
+        caller = _parse(metadata.get(CALLER_KEY))
+        parent = link = None
+        if caller is not None:
+            if caller.trace_id == context.trace_id:
+                parent = caller
+            else:
+                link = caller
         end = time_ns()
-        parent = state.parent
-        ctx = _context_of(parent)
-        links = () if state.link is None else (Link(state.link),)
-        token = _forced.set((state.context.trace_id, state.context.span_id))
+        token = _forced.set((context.trace_id, context.span_id))
         try:
             span = self.tracer.start_span(
                 _workflow_span_name(metadata),
-                ctx,
+                _context_of(parent),
                 attributes=self.attributes(metadata),
-                links=links,
+                links=() if link is None else (Link(link),),
                 start_time=end - measurements["duration"],
             )
         finally:
             _forced.reset(token)
-        for name, attributes, timestamp in state.events:
-            span.add_event(name, attributes, timestamp)
         return span, end
 
-    def transition(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        attributes: dict[str, AttributeValue] = {
-            "hephaestus.step.name": metadata["from_step"].__qualname__,
-            "hephaestus.step.event": metadata["event"],
-            "hephaestus.transition.targets": [t.__qualname__ for t in metadata["targets"]],
-        }
-        event = ("transition", attributes, measurements["system_time"])
-        self.trace_of(metadata).events.append(event)
-
     def step_start(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        key = (metadata["step"], metadata.get("item"))
+        key = (metadata["instance_id"], metadata["step"], metadata.get("item"))
         attempt = _Attempt(self.span_id(), measurements["system_time"], metadata.get("attempt"))
-        self.trace_of(metadata).attempts[key] = attempt
+        self.attempts[key] = attempt
 
     def step_span(
         self, metadata: Mapping[str, Any], duration: int, *, measured: bool = True
     ) -> tuple[trace.Span, int]:
         """The attempt's step span, started at its real start; and when it ended."""
-        state = self.trace_of(metadata)
+        instance_id = metadata["instance_id"]
+        context = self.context_of(metadata, instance_id)
         item = metadata.get("item")
-        attempt = state.attempts.pop((metadata["step"], item), None)
+        attempt = self.attempts.pop((instance_id, metadata["step"], item), None)
         now = time_ns()
         if attempt is None:  # started before instrument(), or never started (refused)
             attempt = _Attempt(self.span_id(), now - duration, metadata.get("attempt"))
@@ -350,12 +378,11 @@ class _Bridge:
             attributes["hephaestus.step.attempt"] = number
         if item is not None:
             attributes["hephaestus.step.item"] = item
-        ctx = trace.set_span_in_context(NonRecordingSpan(state.context))
-        token = _forced.set((state.context.trace_id, attempt.span_id))
+        token = _forced.set((context.trace_id, attempt.span_id))
         try:
             span = self.tracer.start_span(
                 f"step {metadata['step'].__qualname__}",
-                ctx,
+                trace.set_span_in_context(NonRecordingSpan(context)),
                 attributes=attributes,
                 start_time=attempt.start,
             )
@@ -365,7 +392,14 @@ class _Bridge:
 
     def step_stop(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
         span, end = self.step_span(metadata, measurements["duration"])
-        span.set_attribute("hephaestus.step.event", metadata["event"])
+        event = metadata["event"]
+        span.set_attribute("hephaestus.step.event", event)
+        targets = [target.__qualname__ for target in metadata.get("transitions_to", ())]
+        transition: dict[str, AttributeValue] = {
+            "hephaestus.step.event": event,
+            "hephaestus.transition.targets": targets,
+        }
+        span.add_event("transition", transition, end)
         span.end(end)
 
     def step_exception(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
@@ -382,23 +416,27 @@ class _Bridge:
     def step_async(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
         span, end = self.step_span(metadata, measurements["duration"])
         span.set_attribute("hephaestus.step.parked", True)
+        span.add_event("park", None, end)
         span.end(end)
-        attributes: dict[str, AttributeValue] = {
-            "hephaestus.step.name": metadata["step"].__qualname__
-        }
-        self.trace_of(metadata).events.append(("park", attributes, end))
 
     def step_resume(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        attributes: dict[str, AttributeValue] = {
-            "hephaestus.step.name": metadata["step"].__qualname__,
-            "hephaestus.step.event": metadata["resume_event"],
-            "hephaestus.resume.source": metadata["source"],
-            "hephaestus.resume.wait_duration": measurements["wait_duration"],
-        }
-        event = ("resume", attributes, measurements["system_time"])
-        self.trace_of(metadata).events.append(event)
+        """A ``wait {Step}`` span, from the step's park to its resume."""
+        context = self.context_of(metadata, metadata["instance_id"])
+        end = measurements["system_time"]
+        attributes = self.attributes(metadata)
+        attributes["hephaestus.step.name"] = metadata["step"].__qualname__
+        attributes["hephaestus.step.event"] = metadata["resume_event"]
+        attributes["hephaestus.resume.source"] = metadata["source"]
+        span = self.tracer.start_span(
+            f"wait {metadata['step'].__qualname__}",
+            trace.set_span_in_context(NonRecordingSpan(context)),
+            attributes=attributes,
+            start_time=end - measurements["wait_duration"],
+        )
+        span.add_event("resume", None, end)
+        span.end(end)
 
-    def scope(self, instance: Any, step: type, item: int | None, attempt: int) -> _StepScope:
+    def scope(self, instance: Any, step: type, item: int | None, attempt: int | None) -> _StepScope:
         return _StepScope(self, instance, step, item)
 
 
@@ -464,6 +502,7 @@ def instrument(
         bridge = _Bridge(tracer, parent, copy_metadata)
         _registry.attach_many(HANDLER_ID, _EVENTS, bridge.handle)
         _registry.attach(SCOPE_HANDLER_ID, STEP_SCOPE_HOOK, bridge.scope)  # type: ignore[arg-type]
+        _registry.attach(START_HANDLER_ID, names.START_HOOK, bridge.started)  # type: ignore[arg-type]
         _bridge = bridge
 
 
@@ -474,6 +513,7 @@ def uninstrument() -> bool:
         bridge = _bridge
         if bridge is None:
             return False
+        _registry.detach(START_HANDLER_ID)
         _registry.detach(SCOPE_HANDLER_ID)
         _registry.detach(HANDLER_ID)
         bridge.restore()

@@ -618,3 +618,24 @@ class SpreadCrash(Workflow):
 
     start = Gate
     transitions = {Gate: {"open": Map(Crunch, items=numbers)}, Crunch: {"done": Done}}
+
+
+class Traced(Step):
+    """A spread item that opens a span of its own (``user work``) and says its pid."""
+
+    events = ("done",)
+    spread = True
+
+    async def execute(self, instance: Instance, config: Any, context: Context) -> Ok:
+        from opentelemetry import trace  # the otel extra: only the tracing test runs this step
+
+        with trace.get_tracer("user").start_as_current_span("user work") as span:
+            span.set_attribute("item", config["item"])
+        return Ok("done", {"pid": os.getpid()})
+
+
+class TracedMap(Workflow):
+    """Gate, then Traced once per number, spread over the workers."""
+
+    start = Gate
+    transitions = {Gate: {"open": Map(Traced, items=numbers)}, Traced: {"done": Done}}

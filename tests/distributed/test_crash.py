@@ -64,14 +64,16 @@ class Workers:
         self.started: dict[str, subprocess.Popen[bytes]] = {}
         self.killed: set[int] = set()
 
-    def spawn(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, module: str = "distributed.crash_worker", **extra_env: str
+    ) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")])
         env["HEPHAESTUS_CRASH_LOG"] = str(self.log)
         env.update(extra_env)
         with (self.folder / f"{name}.out").open("w") as sink:
             child = subprocess.Popen(
-                [sys.executable, "-m", "distributed.crash_worker", self.dsn, self.schema],
+                [sys.executable, "-m", module, self.dsn, self.schema],
                 env=env,
                 cwd=ROOT,
                 stdout=sink,
