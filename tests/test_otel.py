@@ -547,3 +547,31 @@ class TestParking:
         assert instance.started_at <= workflow["start"] <= spans["step Submit"]["start"]
         assert spans["step Done"]["end"] <= workflow["end"]
         assert {"otel.traceparent", "otel.caller"} == set(instance.telemetry_metadata)
+
+    async def test_an_instance_started_before_instrument_gets_ids_from_its_id(
+        self, provider: TracerProvider
+    ) -> None:
+        """Started with the bridge off, then resumed instrumented: one trace, its ids derived."""
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        parked = anyio.Event()
+        telemetry.attach("parked", telemetry.step_async_event(), lambda *_: parked.set())
+        try:
+            async with LocalRunner() as runner:
+                with anyio.fail_after(GUARD):
+                    iid = await runner.start(Parked, {})
+                    await parked.wait()
+                    otel.instrument(provider)
+                    await runner.resume(iid, "ok")
+                    instance = await runner.wait(iid)
+        finally:
+            telemetry.detach("parked")
+            otel.uninstrument()
+        spans = exporter.get_finished_spans()
+        assert [
+            ("step Done", "workflow Parked", "UNSET"),
+            ("wait Parks", "workflow Parked", "UNSET"),
+            ("workflow Parked", None, "UNSET"),
+        ] == tree(spans)
+        assert {} == instance.telemetry_metadata
+        assert {otel._derived(iid)[0]} == {span.context.trace_id for span in spans}

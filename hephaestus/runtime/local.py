@@ -1230,6 +1230,10 @@ class LocalRunner:
         attempt: int,
     ) -> Result:
         """``_call`` inside the step-scope hooks' context managers, entered in attach order."""
+        if len(scopes) == 1:  # the usual case: no ExitStack
+            factory: Any = scopes[0][0]  # a factory(instance, step, item, attempt)
+            with factory(instance, step, item, attempt):
+                return await self._call(step, instance, config)
         with contextlib.ExitStack() as stack:
             enter_scopes(stack, scopes, instance, step, item, attempt)
             return await self._call(step, instance, config)

@@ -47,6 +47,7 @@ import functools
 import hashlib
 import random
 import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from time import time_ns
 from types import TracebackType
@@ -58,10 +59,10 @@ from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
     SpanContext,
+    SpanKind,
     Status,
     StatusCode,
     TraceFlags,
-    Tracer,
     TracerProvider,
 )
 from opentelemetry.util.types import AttributeValue
@@ -154,28 +155,73 @@ def _parse(value: object) -> SpanContext | None:
     return SpanContext(trace_id, span_id, True, TraceFlags(flags))
 
 
-# The span ids (trace id, span id) the next span the bridge starts must have.
-_forced: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
-    "hephaestus_otel_forced_ids", default=None
-)
+@functools.lru_cache(maxsize=4096)
+def _derived(instance_id: str) -> tuple[int, int]:
+    """A trace id and workflow span id made from an instance id, the same in every process."""
+    digest = hashlib.blake2b(instance_id.encode(), digest_size=24).digest()
+    return int.from_bytes(digest[:16]) or 1, int.from_bytes(digest[16:]) or 1
 
 
-class _ForcedIds:
-    """Wraps a tracer's id generator: returns the forced ids while the bridge builds a span."""
+_Event = tuple[str, Mapping[str, AttributeValue], int]
+"""A span event: its name, attributes and time."""
 
-    def __init__(self, wrapped: Any) -> None:
-        self.wrapped = wrapped
+_UNSET_STATUS: Final = Status(StatusCode.UNSET)
 
-    def generate_trace_id(self) -> int:
-        forced = _forced.get()
-        return forced[0] if forced is not None else int(self.wrapped.generate_trace_id())
 
-    def generate_span_id(self) -> int:
-        forced = _forced.get()
-        return forced[1] if forced is not None else int(self.wrapped.generate_span_id())
+class _Recorder:
+    """Where finished spans go: an SDK tracer's span processor, resource, scope, ids, sampler."""
 
-    def __getattr__(self, name: str) -> Any:  # is_trace_id_random, and what comes next
-        return getattr(self.wrapped, name)
+    __slots__ = ("event", "ids", "processor", "readable", "resource", "sampler", "scope")
+
+    def __init__(self, tracer: Any) -> None:
+        # An SDK tracer: the SDK is installed (the bridge itself needs only the API).
+        from opentelemetry.sdk.trace import Event, ReadableSpan  # noqa: PLC0415
+
+        self.processor = tracer.span_processor
+        self.resource = tracer.resource
+        self.scope = getattr(tracer, "_instrumentation_scope", None)
+        self.ids = tracer.id_generator
+        self.sampler = tracer.sampler
+        self.readable = ReadableSpan
+        self.event = Event
+
+    def record(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: dict[str, AttributeValue],
+        start: int,
+        end: int,
+        events: Sequence[_Event] = (),
+        links: Sequence[Link] = (),
+        status: Status = _UNSET_STATUS,
+    ) -> None:
+        """Hand a finished span to the tracer's span processors (their ``on_end``)."""
+        span = self.readable(
+            name,
+            context,
+            parent,
+            self.resource,
+            attributes,
+            [self.event(n, a, t) for n, a, t in events],
+            links,
+            SpanKind.INTERNAL,
+            None,
+            status,
+            start,
+            end,
+            self.scope,
+        )
+        self.processor.on_end(span)
+
+
+def _recorder_of(provider: TracerProvider) -> _Recorder | None:
+    """The provider's tracer as a recorder; None when it is not the SDK's (nothing recorded)."""
+    tracer = provider.get_tracer("hephaestus")
+    if getattr(tracer, "span_processor", None) is None:  # the API's no-op, or a proxy
+        return None
+    return _Recorder(tracer)
 
 
 class _StepScope:
@@ -195,7 +241,7 @@ class _StepScope:
         metadata = self.instance.telemetry_metadata
         attempt = self.bridge.attempts.get(self.key)
         if attempt is not None:
-            workflow = self.bridge.context_of(metadata, self.instance.id)
+            workflow = self.bridge.context_of(metadata, self.instance.id, self.instance.workflow)
             attempt.start = time_ns()  # closer to execute than step:start's system_time
             context = SpanContext(workflow.trace_id, attempt.span_id, False, workflow.trace_flags)
         else:  # a spread step's run for a driver elsewhere, or started before instrument()
@@ -223,16 +269,17 @@ class _Bridge:
     """The handlers of one ``instrument()``: builds spans from the events of every instance."""
 
     def __init__(
-        self, tracer: Tracer, parent: Literal["parent", "link"], copy_metadata: Sequence[str]
+        self,
+        provider: TracerProvider | None,
+        parent: Literal["parent", "link"],
+        copy_metadata: Sequence[str],
     ) -> None:
-        self.tracer = tracer
+        self.provider = provider  # None: the global one, read again until it is set
         self.link = parent == "link"
         self.copy_metadata = tuple(copy_metadata)
         self.attempts: dict[_Key, _Attempt] = {}
-        self.ids: Any = getattr(tracer, "id_generator", None)
-        self.wrapped = self.ids is not None and not isinstance(self.ids, _ForcedIds)
-        if self.wrapped:
-            tracer.id_generator = _ForcedIds(self.ids)  # type: ignore[attr-defined]  # SDK tracer
+        self.seen: TracerProvider | None = None
+        self.current: _Recorder | None = None
         self.dispatch = {
             names.WORKFLOW_STOP: self.workflow_stop,
             names.WORKFLOW_EXCEPTION: self.workflow_exception,
@@ -243,30 +290,36 @@ class _Bridge:
             names.STEP_RESUME: self.step_resume,
         }
 
-    def restore(self) -> None:
-        if self.wrapped:
-            self.tracer.id_generator = self.ids  # type: ignore[attr-defined]
+    def recorder(self) -> _Recorder | None:
+        """The tracer's recorder (the global provider's may be set after ``instrument()``)."""
+        provider = self.provider if self.provider is not None else trace.get_tracer_provider()
+        if provider is not self.seen:
+            self.current = _recorder_of(provider)
+            self.seen = provider
+        return self.current
 
     # ------------------------------------------------------------------ ids
 
     def span_id(self) -> int:
-        if self.ids is not None:
-            return int(self.ids.generate_span_id())
+        recorder = self.recorder()
+        if recorder is not None:
+            return int(recorder.ids.generate_span_id())
         return random.getrandbits(64) or 1
 
     def trace_id(self) -> int:
-        if self.ids is not None:
-            return int(self.ids.generate_trace_id())
+        recorder = self.recorder()
+        if recorder is not None:
+            return int(recorder.ids.generate_trace_id())
         return random.getrandbits(128) or 1
 
     def sampled(self, parent: SpanContext | None, trace_id: int, name: str) -> TraceFlags:
         """The flags of a new workflow span: what the tracer's sampler decides for it."""
-        sampler = getattr(self.tracer, "sampler", None)
-        if sampler is None:  # not an SDK tracer: follow the parent
+        recorder = self.recorder()
+        if recorder is None:  # nothing is recorded: follow the parent
             if parent is not None:
                 return parent.trace_flags
             return TraceFlags(TraceFlags.SAMPLED)
-        result = sampler.should_sample(_context_of(parent), trace_id, name)
+        result = recorder.sampler.should_sample(_context_of(parent), trace_id, name)
         return TraceFlags(TraceFlags.SAMPLED if result.decision.is_sampled() else 0)
 
     def started(self, workflow: type, telemetry_metadata: Mapping[str, Any]) -> dict[str, str]:
@@ -281,7 +334,9 @@ class _Bridge:
             added[CALLER_KEY] = _traceparent(caller)
         return added
 
-    def context_of(self, metadata: Mapping[str, Any], instance_id: str) -> SpanContext:
+    def context_of(
+        self, metadata: Mapping[str, Any], instance_id: str, workflow: type
+    ) -> SpanContext:
         """The instance's workflow span context, as stored with it at start.
 
         An instance started with the bridge off has none: its ids are derived
@@ -290,10 +345,9 @@ class _Bridge:
         context = _parse(metadata.get(TRACE_KEY))
         if context is not None:
             return context
-        digest = hashlib.blake2b(instance_id.encode(), digest_size=24).digest()
-        trace_id = int.from_bytes(digest[:16]) or 1
-        flags = self.sampled(None, trace_id, _workflow_span_name(metadata))
-        return SpanContext(trace_id, int.from_bytes(digest[16:]) or 1, False, flags)
+        trace_id, span_id = _derived(instance_id)
+        flags = self.sampled(None, trace_id, f"workflow {workflow.__qualname__}")
+        return SpanContext(trace_id, span_id, False, flags)
 
     # ------------------------------------------------------------------ the handler
 
@@ -318,21 +372,25 @@ class _Bridge:
         return attributes
 
     def workflow_stop(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        span, end = self.workflow_span(measurements, metadata)
-        span.end(end)
+        self.workflow_span(measurements, metadata, _UNSET_STATUS)
 
     def workflow_exception(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        span, end = self.workflow_span(measurements, metadata)
         reason = metadata["reason"]
-        span.set_attribute("error.type", _error_type(metadata["kind"], reason))
-        span.set_status(Status(StatusCode.ERROR, _describe(reason)))
-        span.end(end)
+        status = Status(StatusCode.ERROR, _describe(reason))
+        self.workflow_span(measurements, metadata, status, _error_type(metadata["kind"], reason))
 
     def workflow_span(
-        self, measurements: dict[str, Any], metadata: dict[str, Any]
-    ) -> tuple[trace.Span, int]:
-        """The workflow span, built now that it ends (from the instance's start); and its end."""
-        context = self.context_of(metadata, metadata["instance_id"])
+        self,
+        measurements: dict[str, Any],
+        metadata: dict[str, Any],
+        status: Status,
+        error_type: str | None = None,
+    ) -> None:
+        """The workflow span, built now that it ends, from the instance's start."""
+        context = self.context_of(metadata, metadata["instance_id"], metadata["workflow"])
+        recorder = self.recorder()
+        if recorder is None or not context.trace_flags.sampled:
+            return
         caller = _parse(metadata.get(CALLER_KEY))
         parent = link = None
         if caller is not None:
@@ -340,19 +398,20 @@ class _Bridge:
                 parent = caller
             else:
                 link = caller
+        attributes = self.attributes(metadata)
+        if error_type is not None:
+            attributes["error.type"] = error_type
         end = time_ns()
-        token = _forced.set((context.trace_id, context.span_id))
-        try:
-            span = self.tracer.start_span(
-                _workflow_span_name(metadata),
-                _context_of(parent),
-                attributes=self.attributes(metadata),
-                links=() if link is None else (Link(link),),
-                start_time=end - measurements["duration"],
-            )
-        finally:
-            _forced.reset(token)
-        return span, end
+        recorder.record(
+            _workflow_span_name(metadata),
+            context,
+            parent,
+            attributes,
+            end - measurements["duration"],
+            end,
+            links=() if link is None else (Link(link),),
+            status=status,
+        )
 
     def step_start(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
         key = (metadata["instance_id"], metadata["step"], metadata.get("item"))
@@ -360,81 +419,93 @@ class _Bridge:
         self.attempts[key] = attempt
 
     def step_span(
-        self, metadata: Mapping[str, Any], duration: int, *, measured: bool = True
-    ) -> tuple[trace.Span, int]:
-        """The attempt's step span, started at its real start; and when it ended."""
+        self,
+        metadata: Mapping[str, Any],
+        duration: int,
+        attributes: dict[str, AttributeValue],
+        events: Sequence[tuple[str, Mapping[str, AttributeValue]]],
+        status: Status = _UNSET_STATUS,
+        *,
+        measured: bool = True,
+    ) -> None:
+        """The attempt's step span, from its real start, with the outcome's attributes.
+
+        ``events`` (name, attributes) happen when it ends.
+        """
         instance_id = metadata["instance_id"]
-        context = self.context_of(metadata, instance_id)
         item = metadata.get("item")
         attempt = self.attempts.pop((instance_id, metadata["step"], item), None)
+        context = self.context_of(metadata, instance_id, metadata["workflow"])
+        recorder = self.recorder()
+        if recorder is None or not context.trace_flags.sampled:
+            return
         now = time_ns()
         if attempt is None:  # started before instrument(), or never started (refused)
             attempt = _Attempt(self.span_id(), now - duration, metadata.get("attempt"))
         end = attempt.start + duration if measured else now
-        attributes = self.attributes(metadata)
+        attributes.update(self.attributes(metadata))
         attributes["hephaestus.step.name"] = metadata["step"].__qualname__
         number = attempt.attempt or metadata.get("attempt")
         if number is not None:
             attributes["hephaestus.step.attempt"] = number
         if item is not None:
             attributes["hephaestus.step.item"] = item
-        token = _forced.set((context.trace_id, attempt.span_id))
-        try:
-            span = self.tracer.start_span(
-                f"step {metadata['step'].__qualname__}",
-                trace.set_span_in_context(NonRecordingSpan(context)),
-                attributes=attributes,
-                start_time=attempt.start,
-            )
-        finally:
-            _forced.reset(token)
-        return span, end
+        recorder.record(
+            f"step {metadata['step'].__qualname__}",
+            SpanContext(context.trace_id, attempt.span_id, False, context.trace_flags),
+            context,
+            attributes,
+            attempt.start,
+            end,
+            [(name, fields, end) for name, fields in events],
+            status=status,
+        )
 
     def step_stop(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        span, end = self.step_span(metadata, measurements["duration"])
         event = metadata["event"]
-        span.set_attribute("hephaestus.step.event", event)
         targets = [target.__qualname__ for target in metadata.get("transitions_to", ())]
         transition: dict[str, AttributeValue] = {
             "hephaestus.step.event": event,
             "hephaestus.transition.targets": targets,
         }
-        span.add_event("transition", transition, end)
-        span.end(end)
+        attributes: dict[str, AttributeValue] = {"hephaestus.step.event": event}
+        self.step_span(metadata, measurements["duration"], attributes, [("transition", transition)])
 
     def step_exception(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
         kind = metadata["kind"]
         measured = kind not in _UNMEASURED or measurements["duration"] > 0
-        span, end = self.step_span(metadata, measurements["duration"], measured=measured)
         reason = metadata["reason"]
-        if isinstance(reason, BaseException):
-            span.record_exception(reason, timestamp=end)
-        span.set_attribute("error.type", _error_type(kind, reason))
-        span.set_status(Status(StatusCode.ERROR, _describe(reason)))
-        span.end(end)
+        events = [("exception", _exception(reason))] if isinstance(reason, BaseException) else []
+        attributes: dict[str, AttributeValue] = {"error.type": _error_type(kind, reason)}
+        status = Status(StatusCode.ERROR, _describe(reason))
+        self.step_span(
+            metadata, measurements["duration"], attributes, events, status, measured=measured
+        )
 
     def step_async(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        span, end = self.step_span(metadata, measurements["duration"])
-        span.set_attribute("hephaestus.step.parked", True)
-        span.add_event("park", None, end)
-        span.end(end)
+        attributes: dict[str, AttributeValue] = {"hephaestus.step.parked": True}
+        self.step_span(metadata, measurements["duration"], attributes, [("park", {})])
 
     def step_resume(self, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
         """A ``wait {Step}`` span, from the step's park to its resume."""
-        context = self.context_of(metadata, metadata["instance_id"])
+        context = self.context_of(metadata, metadata["instance_id"], metadata["workflow"])
+        recorder = self.recorder()
+        if recorder is None or not context.trace_flags.sampled:
+            return
         end = measurements["system_time"]
         attributes = self.attributes(metadata)
         attributes["hephaestus.step.name"] = metadata["step"].__qualname__
         attributes["hephaestus.step.event"] = metadata["resume_event"]
         attributes["hephaestus.resume.source"] = metadata["source"]
-        span = self.tracer.start_span(
+        recorder.record(
             f"wait {metadata['step'].__qualname__}",
-            trace.set_span_in_context(NonRecordingSpan(context)),
-            attributes=attributes,
-            start_time=end - measurements["wait_duration"],
+            SpanContext(context.trace_id, self.span_id(), False, context.trace_flags),
+            context,
+            attributes,
+            end - measurements["wait_duration"],
+            end,
+            [("resume", {}, end)],
         )
-        span.add_event("resume", None, end)
-        span.end(end)
 
     def scope(self, instance: Any, step: type, item: int | None, attempt: int | None) -> _StepScope:
         return _StepScope(self, instance, step, item)
@@ -462,6 +533,20 @@ def _error_type(kind: str, reason: object) -> str:
     if isinstance(reason, BaseException) and kind == "exception":
         return type(reason).__qualname__
     return kind
+
+
+def _exception(exc: BaseException) -> dict[str, AttributeValue]:
+    """The attributes of an ``exception`` span event, per OpenTelemetry's conventions."""
+    kind = type(exc)
+    module = kind.__module__
+    return {
+        "exception.type": kind.__qualname__
+        if module in ("builtins", "")
+        else f"{module}.{kind.__qualname__}",
+        "exception.message": str(exc),
+        "exception.stacktrace": "".join(traceback.format_exception(exc)),
+        "exception.escaped": "False",
+    }
 
 
 def _describe(reason: object) -> str:
@@ -497,9 +582,7 @@ def instrument(
     with _lock:
         if _bridge is not None:
             raise ValueError("hephaestus is already instrumented: call uninstrument() first")
-        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
-        tracer = provider.get_tracer("hephaestus")
-        bridge = _Bridge(tracer, parent, copy_metadata)
+        bridge = _Bridge(tracer_provider, parent, copy_metadata)
         _registry.attach_many(HANDLER_ID, _EVENTS, bridge.handle)
         _registry.attach(SCOPE_HANDLER_ID, STEP_SCOPE_HOOK, bridge.scope)  # type: ignore[arg-type]
         _registry.attach(START_HANDLER_ID, names.START_HOOK, bridge.started)  # type: ignore[arg-type]
@@ -516,7 +599,6 @@ def uninstrument() -> bool:
         _registry.detach(START_HANDLER_ID)
         _registry.detach(SCOPE_HANDLER_ID)
         _registry.detach(HANDLER_ID)
-        bridge.restore()
         _bridge = None
         return True
 
