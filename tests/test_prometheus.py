@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,8 +27,10 @@ from hephaestus import (
     Error,
     Instance,
     LocalRunner,
+    MemoryStorage,
     Ok,
     Retry,
+    SQLiteStorage,
     Status,
     Step,
     Workflow,
@@ -99,8 +102,8 @@ def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str]
     }
 
 
-async def run_known_workflows() -> None:
-    async with LocalRunner() as runner:
+async def run_known_workflows(storage: Any = None) -> None:
+    async with LocalRunner(storage) as runner:
         for _ in range(3):
             assert Status.COMPLETED == (await runner.run(Pipeline, {})).status
         assert Status.FAILED == (await runner.run(Refused, {})).status
@@ -131,6 +134,40 @@ class TestPrometheusReporter:
         assert 3.0 == samples[("app_hephaestus_step_stop_duration_seconds_bucket", inf)]
         assert 0 < samples[("app_hephaestus_step_stop_duration_seconds_sum", fetch)] < 3.0
         assert 3.0 == samples[("app_hephaestus_workflow_stop_duration_seconds_count", pipeline)]
+
+    async def test_the_instances_gauge_is_counted_in_the_storage_at_each_scrape(
+        self, registry: CollectorRegistry, tmp_path: Path
+    ) -> None:
+        """watch(storage): instances by status and workflow, as stored when scraped."""
+        async with SQLiteStorage(tmp_path / "flows.db") as storage:
+            with PrometheusReporter(metrics(), registry=registry) as reporter:
+                reporter.watch(storage)
+                await run_known_workflows(storage)
+                first = await anyio.to_thread.run_sync(scrape, registry)
+                async with LocalRunner(storage) as runner:
+                    await runner.run(Pipeline, {})
+                second = await anyio.to_thread.run_sync(scrape, registry)
+
+        def gauge(samples: Any, status: str, workflow: str) -> float:
+            labels = (("status", status), ("workflow", workflow))
+            return float(samples[("hephaestus_instances", labels)])
+
+        assert 3.0 == gauge(first, "completed", "Pipeline")
+        assert 1.0 == gauge(first, "failed", "Refused")
+        assert 0.0 == gauge(first, "waiting", "Pipeline")  # every status of a workflow seen
+        assert 4.0 == gauge(second, "completed", "Pipeline")
+        assert 12 == sum(1 for name, _ in first if name == "hephaestus_instances")
+
+    async def test_a_storage_that_fails_gives_no_gauge_and_raises_nothing(
+        self, registry: CollectorRegistry, tmp_path: Path
+    ) -> None:
+        """A count that fails (the storage is closed) leaves the gauge empty; the scrape works."""
+        storage = SQLiteStorage(tmp_path / "flows.db")
+        with PrometheusReporter(metrics(), registry=registry) as reporter:
+            reporter.watch(storage)
+            await storage.aclose()
+            samples = await anyio.to_thread.run_sync(scrape, registry)
+        assert [] == [key for key in samples if key[0] == "hephaestus_instances"]
 
     async def test_nothing_is_recorded_once_closed(self, registry: CollectorRegistry) -> None:
         """close() detaches the handler and unregisters the instruments."""
@@ -194,3 +231,27 @@ class TestOTelMetricsReporter:
         assert 3 == durations.count
         assert 0 < durations.sum < 3.0  # seconds, not nanoseconds
         assert 0.0005 == durations.explicit_bounds[0]  # the steps' buckets, as advised
+
+    async def test_the_instances_gauge(self) -> None:
+        """watch(storage): an observable gauge counted in the storage when the reader collects."""
+        reader = InMemoryMetricReader()
+        reporter = OTelMetricsReporter(metrics(), meter_provider=MeterProvider([reader]))
+        storage = MemoryStorage()
+        reporter.watch(storage)
+        await run_known_workflows(storage)
+        data = await anyio.to_thread.run_sync(reader.get_metrics_data)  # as a reader's thread
+        assert data is not None
+        [gauge] = [
+            metric
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "hephaestus.instances"
+        ]
+        values = {
+            (point.attributes["status"], point.attributes["workflow"]): point.value
+            for point in gauge.data.data_points
+        }
+        assert 3 == values["completed", "Pipeline"]
+        assert 1 == values["failed", "Refused"]
+        assert 0 == values["running", "Refused"]

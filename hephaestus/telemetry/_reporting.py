@@ -11,6 +11,7 @@ debug), never raises.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import itertools
@@ -20,11 +21,13 @@ from typing import Any
 
 import structlog
 
+from hephaestus.core.instance import Status
+
 from . import _registry, names
 from ._registry import EventName
 from .metrics import _NANOSECONDS_PER, Metric
 
-__all__ = ["BUCKETS", "Recorder", "Reporter", "buckets_of", "label", "seconds"]
+__all__ = ["BUCKETS", "Census", "Recorder", "Reporter", "buckets_of", "label", "seconds"]
 
 _logger = structlog.get_logger("hephaestus.telemetry")
 
@@ -148,3 +151,49 @@ class Reporter:
                 )
                 continue
             record(value)
+
+
+class Census:
+    """How many instances a storage holds by status and workflow, read when a scraper asks.
+
+    Made on the event loop that uses ``storage``; :meth:`read` is called from
+    the scraper's thread (prometheus_client's HTTP server, an OpenTelemetry
+    metric reader) and runs ``storage.count`` on that loop, waiting at most
+    ``timeout`` seconds. Called on the loop's own thread, where it cannot
+    wait, it answers what the last read found. A read that fails or times out
+    is logged and answers nothing: a scrape never raises.
+    """
+
+    def __init__(self, storage: Any, timeout: float) -> None:
+        if not hasattr(storage, "count"):
+            raise TypeError(f"watch needs a Storage (with count), got: {storage!r}")
+        self.storage = storage
+        self.timeout = timeout
+        self.loop = asyncio.get_running_loop()  # raises outside the loop: its loop is needed
+        self.last: dict[tuple[str, str], int] = {}
+
+    def read(self) -> dict[tuple[str, str], int]:
+        """``(status, workflow label) -> count``; every status of a workflow seen, 0 included."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            return self.last
+        future = asyncio.run_coroutine_threadsafe(
+            self.storage.count(by=("status", "workflow")), self.loop
+        )
+        try:
+            counts = future.result(self.timeout)
+        except Exception as exc:  # closed loop, storage error, timeout: no figures this time
+            future.cancel()
+            _logger.warning("instances could not be counted", reason=repr(exc))
+            return {}
+        found: dict[tuple[str, str], int] = {}
+        for (status, workflow), count in counts.items():
+            name = str(workflow).rpartition(":")[2]  # the import path's qualified name
+            for each in Status:
+                found.setdefault((each.value, name), 0)
+            found[status, name] += count
+        self.last = found
+        return found

@@ -18,10 +18,11 @@ attributes, valued as the Prometheus labels are.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from opentelemetry import metrics as otel
 
-from ._reporting import Recorder, Reporter, buckets_of, seconds
+from ._reporting import Census, Recorder, Reporter, buckets_of, seconds
 from .metrics import Metric
 
 __all__ = ["OTelMetricsReporter"]
@@ -66,3 +67,22 @@ class OTelMetricsReporter(Reporter):
             return lambda value: method(value * scale, attributes)
 
         return bind
+
+    def watch(self, storage: Any, *, timeout: float = 5.0) -> None:
+        """Add the gauge ``hephaestus.instances`` (attributes ``status``, ``workflow``).
+
+        Counted in ``storage`` each time the meter provider's reader collects
+        (``Storage.count``, no instance is loaded), waiting at most ``timeout``
+        seconds. Call it on the event loop that uses ``storage``.
+        """
+        census = Census(storage, timeout)
+
+        def observe(options: otel.CallbackOptions) -> Iterable[otel.Observation]:
+            return [
+                otel.Observation(count, {"status": status, "workflow": workflow})
+                for (status, workflow), count in sorted(census.read().items())
+            ]
+
+        self.meter.create_observable_gauge(
+            "hephaestus.instances", [observe], "1", "instances in the storage"
+        )

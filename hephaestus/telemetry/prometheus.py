@@ -43,7 +43,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from ._reporting import BUCKETS, Recorder, Reporter, buckets_of, seconds
+from ._reporting import BUCKETS, Census, Recorder, Reporter, buckets_of, seconds
 from .metrics import Metric
 
 __all__ = ["BUCKETS", "PrometheusReporter"]
@@ -136,6 +136,22 @@ class _Collector(Collector):
         yield family
 
 
+class _Instances(Collector):
+    """The gauge of instances by status and workflow: counted in the storage at each scrape."""
+
+    def __init__(self, name: str, census: Census) -> None:
+        self.name = name
+        self.census = census
+
+    def collect(self) -> Iterable[Family]:
+        family = GaugeMetricFamily(
+            self.name, "instances in the storage", labels=["status", "workflow"]
+        )
+        for (status, workflow), count in sorted(self.census.read().items()):
+            family.add_metric([status, workflow], count)
+        yield family
+
+
 class PrometheusReporter(Reporter):
     """Records ``metrics`` into ``prometheus_client`` instruments of ``registry``.
 
@@ -175,6 +191,22 @@ class PrometheusReporter(Reporter):
             self.registry.register(collector)
         self._collectors.append(collector)
         return collector.recorder(1.0 if metric.kind == "counter" else seconds(metric))
+
+    def watch(self, storage: Any, *, timeout: float = 5.0) -> None:
+        """Add the gauge ``hephaestus_instances{status, workflow}``, counted in ``storage``.
+
+        Call it on the event loop that uses ``storage``: each scrape counts
+        the instances there (``Storage.count``, no instance is loaded),
+        waiting at most ``timeout`` seconds. Every status of a workflow that
+        has instances is present, 0 included. :meth:`close` removes it.
+        """
+        name = (
+            f"{self.namespace}_hephaestus_instances" if self.namespace else "hephaestus_instances"
+        )
+        collector = _Instances(name, Census(storage, timeout))
+        if self.registry is not None:
+            self.registry.register(collector)
+        self._collectors.append(collector)
 
     def _unregister(self) -> None:
         if self.registry is not None:

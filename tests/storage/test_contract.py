@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from hephaestus import Context, Instance, MemoryStorage, NotSerializable, Record, Status, Storage
+from hephaestus.runtime.storage import codec
 
 from .conftest import GUARD, as_stored
 from .flows import OrderFlow, OrderFlowV2, RefusedFlow, lifecycle, new
@@ -249,3 +250,52 @@ class TestHistory:
         """An offset or limit that is not a count is refused with ValueError."""
         with anyio.fail_after(GUARD), pytest.raises(ValueError, match=r"offset|limit"):
             await storage.history("order-1", offset=offset, limit=limit)  # type: ignore[arg-type]
+
+
+class TestCount:
+    async def test_by_status_and_workflow(self, storage: Storage) -> None:
+        """Instances are counted per status and workflow import path."""
+        with anyio.fail_after(GUARD):
+            await fill(storage)
+            counts = await storage.count()
+        v2, refused = codec.import_path(OrderFlowV2), codec.import_path(RefusedFlow)
+        expected: dict[tuple[object, ...], int] = {}
+        for instance in STAGES.values():
+            key = (instance.status.value, codec.import_path(instance.workflow))
+            expected[key] = expected.get(key, 0) + 1
+        expected[("pending", v2)] = 1
+        expected[("failed", refused)] = 1
+        assert expected == counts
+
+    @pytest.mark.parametrize(
+        ("by", "expected"),
+        [
+            pytest.param(("workflow_version",), {(1,): len(STAGES) + 1, (2,): 1}, id="version"),
+            pytest.param("workflow_version", {(1,): len(STAGES) + 1, (2,): 1}, id="a-string"),
+        ],
+    )
+    async def test_by_one_field(
+        self, storage: Storage, by: object, expected: dict[tuple[object, ...], int]
+    ) -> None:
+        """One field gives one-element keys; a lone string is that field."""
+        with anyio.fail_after(GUARD):
+            await fill(storage)
+            assert expected == await storage.count(by=by)  # type: ignore[arg-type]
+
+    async def test_empty(self, storage: Storage) -> None:
+        """An empty storage has no group."""
+        with anyio.fail_after(GUARD):
+            assert {} == await storage.count()
+
+    @pytest.mark.parametrize(
+        ("by", "message"),
+        [
+            pytest.param((), "at least one field", id="none"),
+            pytest.param(("context",), "cannot group by 'context'", id="unknown"),
+            pytest.param(("status", "status"), "each field once", id="twice"),
+        ],
+    )
+    async def test_refused(self, storage: Storage, by: object, message: str) -> None:
+        """A field it cannot group by is refused with ValueError naming it."""
+        with anyio.fail_after(GUARD), pytest.raises(ValueError, match=message):
+            await storage.count(by=by)  # type: ignore[arg-type]

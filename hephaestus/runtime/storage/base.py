@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from hephaestus.core.history import Record
     from hephaestus.core.instance import Instance, Status
     from hephaestus.core.workflow import Workflow
 
-__all__ = ["Storage", "check_page"]
+__all__ = ["COUNT_FIELDS", "Storage", "check_by", "check_page"]
+
+COUNT_FIELDS: Final = ("status", "workflow", "workflow_version")
+"""The fields ``Storage.count`` groups by."""
 
 
 @runtime_checkable
@@ -58,6 +61,35 @@ class Storage(Protocol):
     ) -> list[Instance]:
         """The instances matching every filter given (all of them when none is)."""
         ...
+
+    async def count(
+        self, *, by: Sequence[str] = ("status", "workflow")
+    ) -> dict[tuple[Any, ...], int]:
+        """How many instances there are per value of the ``by`` fields, without loading them.
+
+        ``by`` names some of ``status`` (its value, ``"waiting"``), ``workflow``
+        (its import path, ``"shop.flows:Checkout"``) and ``workflow_version``;
+        a key holds their values in that order. Groups with no instance are
+        absent. ``ValueError`` for another field or none.
+        """
+        ...
+
+
+def check_by(by: object) -> tuple[str, ...]:
+    """``Storage.count``'s ``by`` as a tuple; ``ValueError`` naming a field it cannot group by."""
+    fields = (by,) if isinstance(by, str) else tuple(by)  # type: ignore[arg-type]
+    if not fields:
+        raise ValueError(
+            f"count needs at least one field to group by, of: {', '.join(COUNT_FIELDS)}"
+        )
+    for field in fields:
+        if field not in COUNT_FIELDS:
+            raise ValueError(
+                f"count cannot group by {field!r}: choose from {', '.join(COUNT_FIELDS)}"
+            )
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"count groups by each field once, got: {fields!r}")
+    return fields
 
 
 def check_page(offset: int, limit: int | None) -> None:

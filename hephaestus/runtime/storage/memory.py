@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
-from hephaestus.runtime.storage.base import check_page
+from hephaestus.runtime.storage import codec
+from hephaestus.runtime.storage.base import check_by, check_page
 
 __all__ = ["MemoryStorage"]
 
@@ -91,3 +94,19 @@ class MemoryStorage:
             and (workflow is None or instance.workflow is workflow)
             and (workflow_version is None or instance.workflow_version == workflow_version)
         ]
+
+    async def count(
+        self, *, by: Sequence[str] = ("status", "workflow")
+    ) -> dict[tuple[Any, ...], int]:
+        fields = check_by(by)
+        counts = Counter(tuple(_field(i, f) for f in fields) for i in self._instances.values())
+        return dict(counts)
+
+
+def _field(instance: Instance, field: str) -> Any:
+    """What ``Storage.count`` groups ``instance`` by for ``field``, as SQL storages store it."""
+    if field == "status":
+        return instance.status.value
+    if field == "workflow":
+        return codec.import_path(instance.workflow)
+    return instance.workflow_version

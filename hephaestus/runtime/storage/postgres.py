@@ -52,7 +52,7 @@ from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, InstanceLost, StorageError
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.storage.base import check_page
+from hephaestus.runtime.storage.base import check_by, check_page
 from hephaestus.runtime.storage.migrations import migrations
 
 __all__ = ["PostgresStorage"]
@@ -298,6 +298,7 @@ class PostgresStorage:
             " LIMIT %s OFFSET %s"
         )
         self._select = compose("SELECT id, state::text FROM {schema}.heph_instances")
+        self._table = compose("{schema}.heph_instances")
         self._version_table = compose("{schema}.heph_schema_version")
         self._create_schema = compose("CREATE SCHEMA {schema}")
         self._search_path = compose("SET LOCAL search_path TO {schema}")
@@ -484,6 +485,16 @@ class PostgresStorage:
             except InstanceLoadError as exc:  # one broken instance must not hide the others
                 _logger.warning("instance skipped", instance_id=row_id, reason=str(exc))
         return found
+
+    async def count(
+        self, *, by: Sequence[str] = ("status", "workflow")
+    ) -> dict[tuple[Any, ...], int]:
+        """How many instances per value of the ``by`` fields (see ``Storage.count``)."""
+        columns = ", ".join(check_by(by))  # the fields are the columns' names
+        rows = await self._read(
+            f"SELECT {columns}, count(*) FROM {self._table} GROUP BY {columns}", (), "count"
+        )
+        return {tuple(row[:-1]): row[-1] for row in rows}
 
     async def migrate(self) -> None:
         """Create the schema and bring its tables to the newest version (first use does it too)."""

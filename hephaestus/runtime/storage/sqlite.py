@@ -36,7 +36,7 @@ from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, NotSerializable, StorageError
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.storage.base import check_page
+from hephaestus.runtime.storage.base import check_by, check_page
 from hephaestus.runtime.storage.migrations import migrations
 
 __all__ = ["SQLiteStorage"]
@@ -156,6 +156,13 @@ class SQLiteStorage:
             params.append(workflow_version)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         result: list[Instance] = await self._call("query", (where, params))
+        return result
+
+    async def count(
+        self, *, by: Sequence[str] = ("status", "workflow")
+    ) -> dict[tuple[Any, ...], int]:
+        columns = ", ".join(check_by(by))  # the fields are the columns' names
+        result: dict[tuple[Any, ...], int] = await self._call("count", columns)
         return result
 
     async def aclose(self) -> None:
@@ -434,6 +441,11 @@ def _history(conn: sqlite3.Connection, arg: tuple[str, int, int | None]) -> list
     ]
 
 
+def _count(conn: sqlite3.Connection, columns: str) -> dict[tuple[Any, ...], int]:
+    sql = f"SELECT {columns}, count(*) FROM heph_instances GROUP BY {columns}"
+    return {tuple(row[:-1]): row[-1] for row in conn.execute(sql)}
+
+
 def _query(conn: sqlite3.Connection, arg: tuple[str, list[Any]]) -> list[Instance]:
     where, params = arg
     found = []
@@ -452,6 +464,7 @@ _READS: dict[str, Callable[[sqlite3.Connection, Any], Any]] = {
     "get": _get,
     "delete": _delete,
     "query": _query,
+    "count": _count,
     "history": _history,
     "ping": lambda conn, arg: None,
 }
