@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import attrs
@@ -299,3 +302,140 @@ class TestCount:
         """A field it cannot group by is refused with ValueError naming it."""
         with anyio.fail_after(GUARD), pytest.raises(ValueError, match=message):
             await storage.count(by=by)  # type: ignore[arg-type]
+
+
+async def stored_in_turn(storage: Storage, ids: list[str]) -> list[datetime]:
+    """Store one instance per id, in turn; the time just after each was stored."""
+    after = []
+    for n, instance_id in enumerate(ids):
+        status = (Status.WAITING, Status.COMPLETED, Status.FAILED)[n % 3]
+        workflow = OrderFlowV2 if n % 4 == 3 else OrderFlow
+        instance = attrs.evolve(
+            new(instance_id, workflow, started_at=time.time_ns()), status=status
+        )
+        await storage.put(instance)
+        after.append(datetime.now(UTC))
+    return after
+
+
+IDS = [f"i{n:02d}" for n in range(10)]
+
+
+class TestPage:
+    async def test_newest_first_by_default_and_oldest_on_request(self, storage: Storage) -> None:
+        """Instances come in the order they were stored, newest first unless asked otherwise."""
+        with anyio.fail_after(GUARD):
+            await stored_in_turn(storage, IDS)
+            newest = await storage.page()
+            oldest = await storage.page(newest_first=False)
+        assert [*reversed(IDS)] == [i.id for i in newest.instances]
+        assert IDS == [i.id for i in oldest.instances]
+        assert (None, None) == (newest.next, oldest.next)
+
+    @pytest.mark.parametrize("newest_first", [True, False], ids=["newest", "oldest"])
+    async def test_pages_follow_one_another_with_a_cursor(
+        self, storage: Storage, newest_first: bool
+    ) -> None:
+        """Pages of 3 go through every instance once; the last page has no next cursor."""
+        with anyio.fail_after(GUARD):
+            await stored_in_turn(storage, IDS)
+            seen: list[str] = []
+            page = await storage.page(limit=3, newest_first=newest_first)
+            pages = 1
+            while True:
+                seen += [i.id for i in page.instances]
+                if page.next is None:
+                    break
+                page = await storage.page(limit=3, newest_first=newest_first, after=page.next)
+                pages += 1
+        assert (IDS if not newest_first else [*reversed(IDS)]) == seen
+        assert 4 == pages
+
+    async def test_a_cursor_is_stable_while_instances_are_stored(self, storage: Storage) -> None:
+        """An instance stored between two pages does not shift the next page (newest first)."""
+        with anyio.fail_after(GUARD):
+            await stored_in_turn(storage, IDS)
+            first = await storage.page(limit=4)
+            await stored_in_turn(storage, ["late"])
+            second = await storage.page(limit=4, after=first.next)
+        assert ["i09", "i08", "i07", "i06"] == [i.id for i in first.instances]
+        assert ["i05", "i04", "i03", "i02"] == [i.id for i in second.instances]
+
+    @pytest.mark.parametrize(
+        ("filters", "expected"),
+        [
+            pytest.param({"status_in": ["waiting"]}, ["i00", "i03", "i06", "i09"], id="status"),
+            pytest.param(
+                {"status_in": ["failed", Status.COMPLETED]},
+                ["i01", "i02", "i04", "i05", "i07", "i08"],
+                id="statuses",
+            ),
+            pytest.param({"status_in": []}, [], id="no-status"),
+            pytest.param({"workflow": OrderFlowV2}, ["i03", "i07"], id="workflow-class"),
+            pytest.param(
+                {"workflow": "storage.flows:OrderFlowV2"}, ["i03", "i07"], id="workflow-path"
+            ),
+            pytest.param({"workflow_version": 2}, ["i03", "i07"], id="version"),
+            pytest.param(
+                {"workflow": OrderFlow, "status_in": ["waiting"]},
+                ["i00", "i06", "i09"],
+                id="workflow+status",
+            ),
+            pytest.param({"id_prefix": "i0"}, IDS, id="prefix-all"),
+            pytest.param({"id_prefix": "i05"}, ["i05"], id="prefix-one"),
+            pytest.param({"id_prefix": "j"}, [], id="prefix-none"),
+        ],
+    )
+    async def test_filters(
+        self, storage: Storage, filters: dict[str, Any], expected: list[str]
+    ) -> None:
+        """A page holds the instances matching every filter given."""
+        with anyio.fail_after(GUARD):
+            await stored_in_turn(storage, IDS)
+            page = await storage.page(newest_first=False, **filters)
+        assert expected == [i.id for i in page.instances]
+
+    async def test_an_id_prefix_is_literal(self, storage: Storage) -> None:
+        """``_`` and ``%`` in a prefix are characters, not wildcards."""
+        with anyio.fail_after(GUARD):
+            await stored_in_turn(storage, ["a_1", "ab1", "a%1", "aX1"])
+            underscore = await storage.page(id_prefix="a_")
+            percent = await storage.page(id_prefix="a%")
+        assert (["a_1"], ["a%1"]) == (
+            [i.id for i in underscore.instances],
+            [i.id for i in percent.instances],
+        )
+
+    async def test_time_ranges(self, storage: Storage) -> None:
+        """started_after is inclusive, started_before exclusive; updated_* read the last write."""
+        with anyio.fail_after(GUARD):
+            after = await stored_in_turn(storage, IDS)
+            late = await storage.page(started_after=after[4], newest_first=False)
+            early = await storage.page(started_before=after[4], newest_first=False)
+            touched = datetime.now(UTC)
+            await storage.put(attrs.evolve((await storage.get("i01")), status=Status.CANCELLED))  # type: ignore[arg-type]
+            updated = await storage.page(updated_after=touched)
+            old = await storage.page(updated_before=touched, newest_first=False)
+        assert IDS[5:] == [i.id for i in late.instances]
+        assert IDS[:5] == [i.id for i in early.instances]
+        assert ["i01"] == [i.id for i in updated.instances]
+        assert [i for i in IDS if i != "i01"] == [i.id for i in old.instances]
+
+    @pytest.mark.parametrize(
+        ("arguments", "error", "message"),
+        [
+            pytest.param({"limit": 0}, ValueError, "limit must be", id="limit-0"),
+            pytest.param({"limit": 10_001}, ValueError, "limit must be", id="limit-big"),
+            pytest.param({"after": "nonsense"}, ValueError, "cursor", id="cursor"),
+            pytest.param({"status_in": ["sleeping"]}, ValueError, "sleeping", id="status"),
+            pytest.param({"workflow": 3}, TypeError, "workflow must be", id="workflow"),
+            pytest.param({"started_after": datetime(2026, 1, 1)}, ValueError, "aware", id="naive"),
+            pytest.param({"updated_before": "yesterday"}, TypeError, "datetime", id="not-time"),
+        ],
+    )
+    async def test_bad_arguments_are_refused(
+        self, storage: Storage, arguments: dict[str, Any], error: type[Exception], message: str
+    ) -> None:
+        """A bad argument raises, naming it."""
+        with anyio.fail_after(GUARD), pytest.raises(error, match=message):
+            await storage.page(**arguments)

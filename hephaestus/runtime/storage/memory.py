@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -10,7 +11,7 @@ from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.storage.base import check_by, check_page
+from hephaestus.runtime.storage.base import Page, check_by, check_page, select
 
 __all__ = ["MemoryStorage"]
 
@@ -35,6 +36,7 @@ class MemoryStorage:
         self.history_limit = history_limit
         self._instances: dict[str, Instance] = {}
         self._history: dict[str, list[Record]] = {}
+        self._updated: dict[str, float] = {}  # seconds since the epoch of each last put
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._instances)} instances)"
@@ -44,6 +46,7 @@ class MemoryStorage:
 
     async def put(self, instance: Instance, history: Sequence[Record] = ()) -> None:
         self._instances[instance.id] = instance
+        self._updated[instance.id] = time.time()
         if history:
             try:
                 log = self._history[instance.id]
@@ -58,6 +61,7 @@ class MemoryStorage:
 
     async def delete(self, instance_id: str) -> bool:
         self._history.pop(instance_id, None)
+        self._updated.pop(instance_id, None)
         return self._instances.pop(instance_id, None) is not None
 
     async def history(
@@ -94,6 +98,41 @@ class MemoryStorage:
             and (workflow is None or instance.workflow is workflow)
             and (workflow_version is None or instance.workflow_version == workflow_version)
         ]
+
+    async def page(self, **selection: Any) -> Page:
+        """A page of the matching instances (see ``Storage.page``); "started" is ``started_at``."""
+        chosen = select(**selection)
+        statuses = None if chosen.statuses is None else set(chosen.statuses)
+        prefix = chosen.id_prefix
+        rows = []
+        for instance in self._instances.values():
+            started = instance.started_at / 1e9
+            updated = self._updated[instance.id]
+            if (
+                (statuses is None or instance.status.value in statuses)
+                and (
+                    chosen.workflow is None
+                    or codec.import_path(instance.workflow) == chosen.workflow
+                )
+                and (chosen.workflow_version in (None, instance.workflow_version))
+                and (prefix is None or instance.id.startswith(prefix))
+                and (chosen.started_after is None or started >= chosen.started_after)
+                and (chosen.started_before is None or started < chosen.started_before)
+                and (chosen.updated_after is None or updated >= chosen.updated_after)
+                and (chosen.updated_before is None or updated < chosen.updated_before)
+            ):
+                rows.append((started, instance.id, instance))
+        if chosen.cursor is not None:
+            mark = (float(chosen.cursor[0]), chosen.cursor[1])
+            if chosen.newest_first:
+                rows = [row for row in rows if row[:2] < mark]
+            else:
+                rows = [row for row in rows if row[:2] > mark]
+        rows.sort(key=lambda row: row[:2], reverse=chosen.newest_first)
+        taken = rows[: chosen.limit]
+        last = taken[-1] if len(rows) > chosen.limit else None
+        cursor = None if last is None else f"{last[0]!r}|{last[1]}"
+        return Page([row[2] for row in taken], cursor)
 
     async def count(
         self, *, by: Sequence[str] = ("status", "workflow")

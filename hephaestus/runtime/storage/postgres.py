@@ -52,7 +52,14 @@ from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, InstanceLost, StorageError
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.storage.base import check_by, check_page
+from hephaestus.runtime.storage.base import (
+    Page,
+    check_by,
+    check_page,
+    paged,
+    select,
+    where_of,
+)
 from hephaestus.runtime.storage.migrations import migrations
 
 __all__ = ["PostgresStorage"]
@@ -486,6 +493,24 @@ class PostgresStorage:
                 _logger.warning("instance skipped", instance_id=row_id, reason=str(exc))
         return found
 
+    async def page(self, **selection: Any) -> Page:
+        """A page of the matching instances (see ``Storage.page``), from the indexes."""
+        chosen = select(**selection)
+        clauses, params = where_of(chosen, "%s", "to_timestamp(%s)", _prefix_like)
+        if chosen.cursor is not None:
+            clauses.append(
+                f"(created_at, id) {'<' if chosen.newest_first else '>'} (%s::timestamptz, %s)"
+            )
+            params += [chosen.cursor[0], chosen.cursor[1]]
+        order = "DESC" if chosen.newest_first else "ASC"
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        query = (
+            f"SELECT id, state::text, created_at FROM {self._table}{where}"
+            f" ORDER BY created_at {order}, id {order} LIMIT %s"
+        )
+        rows = await self._read(query, [*params, chosen.limit + 1], "page")
+        return paged(rows, chosen.limit, datetime.datetime.isoformat)
+
     async def count(
         self, *, by: Sequence[str] = ("status", "workflow")
     ) -> dict[tuple[Any, ...], int]:
@@ -629,3 +654,9 @@ class PostgresStorage:
                 await cursor.execute(self._search_path)
                 await cursor.execute(text, prepare=False)  # several statements, no parameters
                 await cursor.execute(f"UPDATE {self._version_table} SET version = %s", (version,))
+
+
+def _prefix_like(prefix: str) -> tuple[str, list[Any]]:
+    """Ids that start with ``prefix``: a LIKE (its wildcards escaped) on a pattern index."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "id LIKE %s", [escaped + "%"]

@@ -36,7 +36,14 @@ from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.exceptions import InstanceLoadError, NotSerializable, StorageError
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.storage.base import check_by, check_page
+from hephaestus.runtime.storage.base import (
+    Page,
+    check_by,
+    check_page,
+    paged,
+    select,
+    where_of,
+)
 from hephaestus.runtime.storage.migrations import migrations
 
 __all__ = ["SQLiteStorage"]
@@ -157,6 +164,22 @@ class SQLiteStorage:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         result: list[Instance] = await self._call("query", (where, params))
         return result
+
+    async def page(self, **selection: Any) -> Page:
+        """A page of the matching instances (see ``Storage.page``), from the indexes."""
+        chosen = select(**selection)
+        clauses, params = where_of(chosen, "?", "?", _prefix_range)
+        if chosen.cursor is not None:
+            clauses.append(f"(created_at, id) {'<' if chosen.newest_first else '>'} (?, ?)")
+            params += [float(chosen.cursor[0]), chosen.cursor[1]]
+        order = "DESC" if chosen.newest_first else "ASC"
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = (
+            "SELECT CAST(id AS BLOB), CAST(state AS BLOB), created_at FROM heph_instances"
+            f"{where} ORDER BY created_at {order}, id {order} LIMIT ?"
+        )
+        rows: list[tuple[Any, ...]] = await self._call("rows", (sql, [*params, chosen.limit + 1]))
+        return paged(rows, chosen.limit, repr)
 
     async def count(
         self, *, by: Sequence[str] = ("status", "workflow")
@@ -465,6 +488,15 @@ _READS: dict[str, Callable[[sqlite3.Connection, Any], Any]] = {
     "delete": _delete,
     "query": _query,
     "count": _count,
+    "rows": lambda conn, arg: conn.execute(*arg).fetchall(),
     "history": _history,
     "ping": lambda conn, arg: None,
 }
+
+
+def _prefix_range(prefix: str) -> tuple[str, list[Any]]:
+    """Ids that start with ``prefix``, as a range of the primary key (BINARY: code point order)."""
+    last = ord(prefix[-1])
+    if last == 0x10FFFF:  # no next character: the open range
+        return "id >= ?", [prefix]
+    return "id >= ? AND id < ?", [prefix, prefix[:-1] + chr(last + 1)]
