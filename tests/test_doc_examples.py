@@ -26,6 +26,7 @@ def blocks(page: str, holding: str) -> list[str]:
         pytest.param("waiting.md", "class Sync(Workflow)", id="waiting-history"),
         pytest.param("observability.md", "otel.instrument(provider)", id="observability-otel"),
         pytest.param("observability.md", "PrometheusReporter(", id="observability-prometheus"),
+        pytest.param("storage.md", "await storage.page(", id="storage-page"),
     ],
 )
 def test_example_runs(page: str, holding: str) -> None:

@@ -285,6 +285,21 @@ class TestCount:
             await fill(storage)
             assert expected == await storage.count(by=by)  # type: ignore[arg-type]
 
+    async def test_counts_follow_every_write_and_delete(self, storage: Storage) -> None:
+        """A status change moves the instance to its new group; a delete removes it."""
+        path = codec.import_path(OrderFlow)
+        with anyio.fail_after(GUARD):
+            await storage.put(new("a"))
+            await storage.put(new("b"))
+            assert {("pending", path): 2} == await storage.count()
+            await storage.put(attrs.evolve(new("a"), status=Status.RUNNING))
+            await storage.put(attrs.evolve(new("a"), status=Status.RUNNING))  # no change
+            assert {("pending", path): 1, ("running", path): 1} == await storage.count()
+            await storage.delete("b")
+            assert {("running", path): 1} == await storage.count()
+            await storage.delete("a")
+            assert {} == await storage.count()
+
     async def test_empty(self, storage: Storage) -> None:
         """An empty storage has no group."""
         with anyio.fail_after(GUARD):

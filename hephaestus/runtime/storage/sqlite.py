@@ -434,8 +434,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _statements(sql: str) -> list[str]:
+    """The statements of a migration (a trigger's body holds semicolons of its own)."""
     lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements, current = [], ""
+    for part in "\n".join(lines).split(";"):
+        current += f"{part};"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                statements.append(current.strip())
+            current = ""
+    return statements
 
 
 def _get(conn: sqlite3.Connection, instance_id: str) -> Instance | None:
@@ -465,7 +473,8 @@ def _history(conn: sqlite3.Connection, arg: tuple[str, int, int | None]) -> list
 
 
 def _count(conn: sqlite3.Connection, columns: str) -> dict[tuple[Any, ...], int]:
-    sql = f"SELECT {columns}, count(*) FROM heph_instances GROUP BY {columns}"
+    # heph_counts: the counts per status, workflow and version, kept by triggers.
+    sql = f"SELECT {columns}, sum(n) FROM heph_counts GROUP BY {columns} HAVING sum(n) > 0"
     return {tuple(row[:-1]): row[-1] for row in conn.execute(sql)}
 
 
