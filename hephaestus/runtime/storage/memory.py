@@ -36,7 +36,8 @@ class MemoryStorage:
         self.history_limit = history_limit
         self._instances: dict[str, Instance] = {}
         self._history: dict[str, list[Record]] = {}
-        self._updated: dict[str, float] = {}  # seconds since the epoch of each last put
+        # When an instance was last put without history records (seconds since the epoch).
+        self._updated: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStorage({len(self._instances)} instances)"
@@ -46,7 +47,8 @@ class MemoryStorage:
 
     async def put(self, instance: Instance, history: Sequence[Record] = ()) -> None:
         self._instances[instance.id] = instance
-        self._updated[instance.id] = time.time()
+        if not history:  # a runner's put brings records, whose time says when it was written
+            self._updated[instance.id] = time.time()
         if history:
             try:
                 log = self._history[instance.id]
@@ -107,7 +109,7 @@ class MemoryStorage:
         rows = []
         for instance in self._instances.values():
             started = instance.started_at / 1e9
-            updated = self._updated[instance.id]
+            updated = self._updated_at(instance)
             if (
                 (statuses is None or instance.status.value in statuses)
                 and (
@@ -133,6 +135,12 @@ class MemoryStorage:
         last = taken[-1] if len(rows) > chosen.limit else None
         cursor = None if last is None else f"{last[0]!r}|{last[1]}"
         return Page([row[2] for row in taken], cursor)
+
+    def _updated_at(self, instance: Instance) -> float:
+        """When ``instance`` was last put: its newest record's time, or a put without records."""
+        log = self._history.get(instance.id)
+        recorded = log[-1].at / 1e9 if log else instance.started_at / 1e9
+        return max(recorded, self._updated.get(instance.id, 0.0))
 
     async def count(
         self, *, by: Sequence[str] = ("status", "workflow")
