@@ -36,6 +36,7 @@ from hephaestus.exceptions import RunnerStopped as RunnerStopped
 from hephaestus.exceptions import StepFailed as StepFailed
 from hephaestus.exceptions import StepTimeout as StepTimeout
 from hephaestus.exceptions import StorageError as StorageError
+from hephaestus.exceptions import StorageHeld as StorageHeld
 from hephaestus.exceptions import UndeclaredEvent as UndeclaredEvent
 from hephaestus.exceptions import WorkflowDefinitionError as WorkflowDefinitionError
 from hephaestus.runtime.local import LocalRunner as LocalRunner
@@ -99,6 +100,7 @@ __all__ = [
     "StepTimeout",
     "Storage",
     "StorageError",
+    "StorageHeld",
     "UndeclaredEvent",
     "Unique",
     "Wait",

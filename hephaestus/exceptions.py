@@ -18,6 +18,7 @@ the builtin it means, so ``except LookupError`` catches an unknown instance::
     ├── RemoteStepError (RuntimeError)        a spread step raised in another worker
     ├── RunnerStopped (RuntimeError)          the runner stopped before the instance ended
     ├── NotSerializable (TypeError)           a value a durable storage cannot store as JSON
+    ├── StorageHeld (RuntimeError)            another live LocalRunner holds the storage
     └── StorageError (RuntimeError)           a storage backend failed
         ├── InstanceLoadError                 a stored instance cannot be loaded again
         └── InstanceLost                      another process took the instance (distributed)
@@ -47,6 +48,7 @@ __all__ = [
     "StepFailed",
     "StepTimeout",
     "StorageError",
+    "StorageHeld",
     "UndeclaredEvent",
     "WorkflowDefinitionError",
 ]
@@ -190,6 +192,28 @@ class InstanceLost(StorageError):
             f"instance {instance_id!r} was taken over (cancelled, or driven elsewhere)"
         )
         self.instance_id = instance_id
+
+
+class StorageHeld(HephaestusError, RuntimeError):
+    """Another live ``LocalRunner`` holds the storage a ``LocalRunner`` was entering.
+
+    One ``LocalRunner`` at a time drives a durable storage (a SQLite file, a
+    PostgreSQL schema); the refused runner recovered nothing. ``storage``
+    names the storage, ``holder`` says who holds it (its runner, pid, host and
+    since when, as far as they are known), ``pid`` is its process id or None.
+    """
+
+    def __init__(self, storage: str, holder: str, *, pid: int | None = None) -> None:
+        self.storage = storage
+        self.holder = holder
+        self.pid = pid
+        super().__init__(
+            f"{storage} is held by another LocalRunner ({holder}). A storage is driven by "
+            f"one LocalRunner at a time: leave that runner's `async with` before entering "
+            f"this one, or use that runner instead (it runs any number of instances); for "
+            f"several processes on one PostgreSQL database, use the distributed runner "
+            f"(hephaestus.distributed)"
+        )
 
 
 class RunnerStopped(HephaestusError, RuntimeError):

@@ -22,6 +22,7 @@ from hephaestus.exceptions import (
     RouteError,
     StepFailed,
     StorageError,
+    StorageHeld,
     UndeclaredEvent,
     WorkflowDefinitionError,
 )
@@ -40,6 +41,7 @@ TREE = [
     (StorageError, RuntimeError),
     (InstanceLoadError, StorageError),
     (InstanceLost, StorageError),
+    (StorageHeld, RuntimeError),
 ]
 
 

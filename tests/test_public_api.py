@@ -49,6 +49,7 @@ PUBLIC = [
     "StepTimeout",
     "Storage",
     "StorageError",
+    "StorageHeld",
     "UndeclaredEvent",
     "Unique",
     "Wait",

@@ -58,6 +58,10 @@ class Driver(LocalRunner):
     worker's polling interval: a later timer is woken by the polling).
     """
 
+    # Every worker's driver shares the schema (their writes are fenced by the
+    # instances' epochs): none holds it as a LocalRunner does.
+    _holds_storage = False
+
     def __init__(self, backend: Backend, *, name: str, hold: float) -> None:
         super().__init__(backend.storage, name=name)
         self._backend = backend

@@ -38,7 +38,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import anyio
 import anyio.abc
@@ -65,6 +65,7 @@ from hephaestus.exceptions import (
     StepTimeout,
     StorageError,
 )
+from hephaestus.runtime import holding
 from hephaestus.runtime.endings import announce_end
 from hephaestus.runtime.ids import check_id
 from hephaestus.runtime.inputs import check_start
@@ -190,8 +191,13 @@ class LocalRunner:
     manager: entering recovers the storage's unfinished instances, leaving
     stops every driver (in-flight steps are cancelled; the state stored after
     the last completed step stays, and a later runner on the same storage runs
-    those steps again).
+    those steps again). A durable storage is driven by one ``LocalRunner`` at a
+    time: entering one that another live runner holds raises ``StorageHeld``
+    (``hephaestus.runtime.holding``).
     """
+
+    _holds_storage: ClassVar[bool] = True
+    """Whether entering holds the storage; the distributed driver shares its schema."""
 
     def __init__(
         self,
@@ -217,6 +223,7 @@ class LocalRunner:
         self._stopping = False
         self._timers = TimerQueue(self._fire_timer)
         self._background: set[asyncio.Task[None]] = set()
+        self._storage_hold: holding.Hold | None = None
         # Steps whose execute can simply be awaited (async, no timeout, no
         # limiter); filled on first use.
         self._plain: dict[type[Step], bool] = {}
@@ -229,13 +236,21 @@ class LocalRunner:
     async def __aenter__(self) -> LocalRunner:
         if self._tg is not None:
             raise RuntimeError(f"{self!r} is already running")
-        # Read before anything starts: a storage that cannot be read fails the
-        # entry with its own exception, and nothing is left to stop.
-        unfinished = await self._unfinished()
-        if self._max_concurrency is not None:
-            self._limiter = anyio.CapacityLimiter(self._max_concurrency)
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
+        # Held before anything is read: a runner refused (StorageHeld) recovers nothing.
+        hold = await holding.take(self.storage, self.name) if self._holds_storage else None
+        try:
+            # Read before anything starts: a storage that cannot be read fails the
+            # entry with its own exception, and nothing is left to stop.
+            unfinished = await self._unfinished()
+            if self._max_concurrency is not None:
+                self._limiter = anyio.CapacityLimiter(self._max_concurrency)
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+        except BaseException:
+            if hold is not None:
+                await hold.release()
+            raise
+        self._storage_hold = hold
         self._tg = tg
         self._stopping = False
         emit.runner_init(
@@ -270,6 +285,9 @@ class LocalRunner:
             self._tg = None
             self._runs.clear()
             self._timers = TimerQueue(self._fire_timer)
+            hold, self._storage_hold = self._storage_hold, None
+            if hold is not None:
+                await hold.release()
 
     async def _unfinished(self) -> builtins.list[Instance]:
         """The instances entering recovers: the storage's unfinished ones."""

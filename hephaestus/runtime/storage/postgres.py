@@ -655,6 +655,16 @@ class PostgresStorage:
                 await cursor.execute(text, prepare=False)  # several statements, no parameters
                 await cursor.execute(f"UPDATE {self._version_table} SET version = %s", (version,))
 
+    @property
+    def dsn(self) -> str | None:
+        """The ``dsn`` it was given (None: it was given a ``pool``)."""
+        return self._dsn
+
+    @property
+    def pool(self) -> _Pool | None:
+        """The ``pool`` it was given (None: it makes its own from ``dsn``)."""
+        return self._given
+
 
 def _prefix_like(prefix: str) -> tuple[str, list[Any]]:
     """Ids that start with ``prefix``: a LIKE (its wildcards escaped) on a pattern index."""
