@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -41,7 +40,7 @@ from hephaestus.core.step import Config, Result, Step
 from hephaestus.distributed import spreading
 from hephaestus.distributed._backend import Backend, Letter
 from hephaestus.exceptions import HephaestusError, InstanceLost, StorageError
-from hephaestus.runtime.local import LocalRunner, _Run, _scope_slot, enter_scopes
+from hephaestus.runtime.local import LocalRunner, _Run, _scope_slot
 from hephaestus.runtime.storage import codec
 from hephaestus.runtime.storage.postgres import applying
 from hephaestus.telemetry import _registry
@@ -171,9 +170,7 @@ class Driver(LocalRunner):
         scopes = _scope_slot[0]
         if not scopes:
             return await super()._call(step, instance, config)
-        with contextlib.ExitStack() as stack:
-            enter_scopes(stack, scopes, instance, step, item, None)
-            return await super()._call(step, instance, config)
+        return await self._scoped(scopes, step, instance, config, item, None, super()._call)
 
     async def _elsewhere(self, step: type[Step], instance: Instance, config: Config) -> Result:
         """Run one attempt as a ``heph.step`` job (any worker's) and await its answer."""

@@ -36,7 +36,15 @@ import random
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, ClassVar, Final, TypeVar
 
@@ -1245,16 +1253,15 @@ class LocalRunner:
         instance: Instance,
         config: Config,
         item: int | None,
-        attempt: int,
+        attempt: int | None,
+        call: Callable[[type[Step], Instance, Config], Awaitable[Result]] | None = None,
     ) -> Result:
-        """``_call`` inside the step-scope hooks' context managers, entered in attach order."""
-        if len(scopes) == 1:  # the usual case: no ExitStack
-            factory: Any = scopes[0][0]  # a factory(instance, step, item, attempt)
-            with factory(instance, step, item, attempt):
-                return await self._call(step, instance, config)
+        """``call`` (``_call``) inside the step-scope hooks' context managers, in attach order."""
         with contextlib.ExitStack() as stack:
-            enter_scopes(stack, scopes, instance, step, item, attempt)
-            return await self._call(step, instance, config)
+            for factory, _, _ in scopes:
+                hook: Any = factory  # a factory(instance, step, item, attempt), not a handler
+                stack.enter_context(hook(instance, step, item, attempt))
+            return await (call or self._call)(step, instance, config)
 
     async def _call(self, step: type[Step], instance: Instance, config: Config) -> Result:
         """Call ``execute``: awaited, inline, or in a worker thread; under the step's timeout."""
@@ -1425,20 +1432,6 @@ _EXCEPTION: Final = "exception"
 _TAKEN: Final = "taken"  # parked, and took a message at once
 
 _T = TypeVar("_T")
-
-
-def enter_scopes(
-    stack: contextlib.ExitStack,
-    scopes: _registry._Handlers,
-    instance: Instance,
-    step: type[Step],
-    item: int | None,
-    attempt: int | None,
-) -> None:
-    """Enter the step-scope hooks' context managers on ``stack``, in attach order."""
-    for factory, _, _ in scopes:
-        hook: Any = factory  # a factory(instance, step, item, attempt), not a handler
-        stack.enter_context(hook(instance, step, item, attempt))
 
 
 def _refusal(exc: BaseException) -> str:

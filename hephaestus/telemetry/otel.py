@@ -25,10 +25,10 @@ known, with the start and end times its events measured (a step span at
 ``step:stop``, ``step:exception`` or ``step:async``, the workflow span at
 ``workflow:stop`` or ``workflow:exception``, from the instance's stored start).
 What the bridge keeps in memory is the span id and start of each attempt that
-is running in this process. Forcing the span id of a span built after the
-fact relies on the SDK's ``Tracer.id_generator`` (the bridge wraps it on its
-own tracer); with another tracer the ids are the tracer's, and the no-op API
-tracer records nothing anyway.
+is running in this process. A finished span is handed to the SDK tracer
+provider's span processors as the ``ReadableSpan`` it would end as, with the
+ids chosen in advance (by the tracer's id generator); with the API's no-op
+provider nothing is recorded.
 
 A step span is the current span while the step's ``execute`` runs, so spans
 created inside ``execute`` are its children: the runners wrap each attempt in
