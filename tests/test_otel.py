@@ -186,6 +186,15 @@ async def run(workflow: type[Workflow], context: dict[str, Any] | None = None) -
             return await runner.run(workflow, context or {})
 
 
+@pytest.fixture
+def parked() -> Iterator[anyio.Event]:
+    """Set once a step has parked (``step:async`` is emitted once the park is stored)."""
+    event = anyio.Event()
+    telemetry.attach("parked", telemetry.step_async_event(), lambda *_: event.set())
+    yield event
+    telemetry.detach("parked")
+
+
 def by_name(spans: Any) -> dict[str, ReadableSpan]:
     return {span.name: span for span in spans}
 
@@ -479,24 +488,19 @@ class TestMetadata:
 
 class TestParking:
     async def test_a_wait_span_runs_from_the_park_to_the_resume(
-        self, exporter: InMemorySpanExporter
+        self, exporter: InMemorySpanExporter, parked: anyio.Event
     ) -> None:
         """The parked step's span ends at its park; a wait span covers the wait until the resume."""
-        parked = anyio.Event()
-        telemetry.attach("parked", telemetry.step_async_event(), lambda *_: parked.set())
-        try:
-            async with LocalRunner() as runner:
-                with anyio.fail_after(GUARD):
-                    iid = await runner.start(Parked, {})
-                    await parked.wait()
-                    assert ["step A", "step Parks"] == sorted(
-                        s.name for s in exporter.get_finished_spans()
-                    )
-                    resumed_at = time.time_ns()
-                    await runner.resume(iid, "ok")
-                    await runner.wait(iid)
-        finally:
-            telemetry.detach("parked")
+        async with LocalRunner() as runner:
+            with anyio.fail_after(GUARD):
+                iid = await runner.start(Parked, {})
+                await parked.wait()
+                assert ["step A", "step Parks"] == sorted(
+                    s.name for s in exporter.get_finished_spans()
+                )
+                resumed_at = time.time_ns()
+                await runner.resume(iid, "ok")
+                await runner.wait(iid)
         spans = by_name(exporter.get_finished_spans())
         step, wait = spans["step Parks"], spans["wait Parks"]
         assert ["park"] == [e.name for e in step.events]
@@ -549,13 +553,11 @@ class TestParking:
         assert {"otel.traceparent", "otel.caller"} == set(instance.telemetry_metadata)
 
     async def test_an_instance_started_before_instrument_gets_ids_from_its_id(
-        self, provider: TracerProvider
+        self, provider: TracerProvider, parked: anyio.Event
     ) -> None:
         """Started with the bridge off, then resumed instrumented: one trace, its ids derived."""
         exporter = InMemorySpanExporter()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-        parked = anyio.Event()
-        telemetry.attach("parked", telemetry.step_async_event(), lambda *_: parked.set())
         try:
             async with LocalRunner() as runner:
                 with anyio.fail_after(GUARD):
@@ -565,7 +567,6 @@ class TestParking:
                     await runner.resume(iid, "ok")
                     instance = await runner.wait(iid)
         finally:
-            telemetry.detach("parked")
             otel.uninstrument()
         spans = exporter.get_finished_spans()
         assert [
