@@ -1,4 +1,5 @@
-"""The ``hephaestus`` command: ``demo``; ``worker`` and ``db migrate`` (distributed runner)."""
+"""The ``hephaestus`` command: ``demo``; ``instances`` and ``workflows`` (``docs/cli.md``);
+``worker`` and ``db migrate`` (distributed runner)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import anyio
 import structlog
 
 from hephaestus.core.instance import Instance
-from hephaestus.demo import run_demo
+from hephaestus.operating.commands import Parser, add_commands
 from hephaestus.runtime.storage.sqlite import SQLiteStorage
 from hephaestus.telemetry import LogHandler, metrics
 
@@ -52,6 +53,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _run_demo_on(path: str) -> list[Instance]:
+    from hephaestus.demo import run_demo  # noqa: PLC0415
+
     async with SQLiteStorage(path) as storage:
         return await run_demo(storage)
 
@@ -114,14 +117,15 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen command."""
-    parser = argparse.ArgumentParser(prog="hephaestus", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="hephaestus", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", help="run the order demo with the LogHandler printing")
     demo.add_argument("-v", "--verbose", action="store_true", help="show debug events too")
     demo.add_argument(
         "--db", help="the SQLite file to keep the instances in (default: a temporary one)"
     )
     demo.set_defaults(func=_demo)
+    add_commands(commands)
 
     def database(command: argparse.ArgumentParser) -> None:
         command.add_argument("--dsn", help="the PostgreSQL DSN (default: $HEPHAESTUS_DSN)")

@@ -27,9 +27,11 @@ class TestDemo:
         assert "[OrderFlow::order::1001] Step WaitForEvent resumed with received" in result.stdout
 
     def test_a_command_is_required(self) -> None:
-        """Without a command, the usage is printed and the exit status is 2."""
+        """Without a command, a one-line error points at --help; the exit status is 2."""
         result = subprocess.run(
             [sys.executable, "-m", "hephaestus"], capture_output=True, text=True, check=False
         )
         assert 2 == result.returncode
-        assert "usage: hephaestus" in result.stderr
+        assert [
+            "hephaestus: the following arguments are required: COMMAND (see hephaestus --help)"
+        ] == result.stderr.splitlines()

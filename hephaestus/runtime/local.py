@@ -53,6 +53,7 @@ import anyio.abc
 import structlog
 
 from hephaestus import telemetry as emit
+from hephaestus._show import storable
 from hephaestus.core import engine
 from hephaestus.core import history as h
 from hephaestus.core.history import Record, reason_text
@@ -531,7 +532,7 @@ class LocalRunner:
         self._check_running()
         check_event(event)
         sent = check_data(data)
-        run = self._runs.get(check_id(instance_id))
+        run = await self._run_of(instance_id)
         if run is None:
             stored = await self.storage.get(instance_id)
             if stored is None:
@@ -572,7 +573,7 @@ class LocalRunner:
         and the instance goes on).
         """
         self._check_running()
-        run = self._runs.get(check_id(instance_id))
+        run = await self._run_of(instance_id)
         if run is None:
             return await self.get(instance_id)
 
@@ -598,8 +599,12 @@ class LocalRunner:
 
     # ------------------------------------------------------------------ changes
 
+    async def _run_of(self, instance_id: str) -> _Run | None:
+        """The run of the instance this runner drives; None when it drives no such instance."""
+        return self._runs.get(check_id(instance_id))
+
     async def _active(self, instance_id: str) -> _Run:
-        run = self._runs.get(check_id(instance_id))
+        run = await self._run_of(instance_id)
         if run is not None:
             return run
         stored = await self.storage.get(instance_id)
@@ -1135,7 +1140,7 @@ class LocalRunner:
             now = time.time_ns()
             records = _changes(before, failed, now)
             if step is not None:
-                records.insert(0, _failure(step, item, 1, kind, exc, 0, now))
+                records.insert(0, _failure(step, item, 1, kind, exc, 0, now, run.stacktrace))
             try:
                 await self._store(run, failed, _taken(run, records), forever=True)
             except InstanceLost:
@@ -1228,7 +1233,15 @@ class LocalRunner:
                 return failure, duration, attempt
             delay = retry.delay(attempt, random.random())
             failed = _failure(
-                step, item, attempt, failure.kind, failure.reason, duration, time.time_ns(), delay
+                step,
+                item,
+                attempt,
+                failure.kind,
+                failure.reason,
+                duration,
+                time.time_ns(),
+                failure.stacktrace,
+                delay,
             )
             if run.pending is None:
                 run.pending = [failed]
@@ -1346,7 +1359,16 @@ class LocalRunner:
         failed = engine.fail_step(before, step, failure.kind, failure.reason, item=item)
         now = time.time_ns()
         records = [
-            _failure(step, item, failure.attempt, failure.kind, failure.reason, duration, now),
+            _failure(
+                step,
+                item,
+                failure.attempt,
+                failure.kind,
+                failure.reason,
+                duration,
+                now,
+                failure.stacktrace,
+            ),
             *_changes(before, failed, now),
         ]
         return failed, (_EXCEPTION, step, item, before, (failure, duration)), records
@@ -1461,11 +1483,32 @@ def _failure(
     reason: object,
     duration: int,
     now: int,
+    frames: list[Any] | None,
     retry_in: float | None = None,
 ) -> Record:
-    """The record of a failed attempt; ``retry_in`` is the delay before the next one, if any."""
-    details = {"failure": kind, "reason": reason_text(reason), "retry_in": retry_in}
+    """The record of a failed attempt; ``retry_in`` is the delay before the next one, if any.
+
+    ``frames`` (the traceback's) are kept as text: ``stacktrace``, the
+    innermost :data:`STACK_LIMIT` characters of ``traceback.format_list``.
+    """
+    details = {
+        "failure": kind,
+        "reason": reason_text(reason),
+        "retry_in": retry_in,
+        "stacktrace": _stack_text(frames) if frames else None,
+    }
     return Record(h.STEP_FAILED, now, step.step_key, item, attempt, None, duration, details)
+
+
+STACK_LIMIT: Final = 8000
+"""How many characters of a failed attempt's stacktrace its record keeps (the innermost)."""
+
+
+def _stack_text(frames: list[Any]) -> str:
+    text = "".join(traceback.format_list(frames))
+    if len(text) > STACK_LIMIT:
+        text = "...\n" + text[-(STACK_LIMIT - 4) :]
+    return storable(text)
 
 
 def _keys(data: Mapping[str, Any] | None) -> builtins.list[str]:

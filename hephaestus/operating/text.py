@@ -1,0 +1,274 @@
+"""The ``text`` output: the views of ``hephaestus.operating.views`` as terminal tables.
+
+Tables fit the terminal (80 columns when the output is not a terminal):
+long cells are cut with an ellipsis, never wrapped into a tangle. Colours
+only on a terminal. Every value shown comes from a view's data, printed as
+text (``markup`` off): a step name or a context value holding ``[bold]``
+shows as itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from hephaestus.operating.views import iso
+
+__all__ = [
+    "console",
+    "print_counts",
+    "print_detail",
+    "print_graph",
+    "print_instances",
+    "print_records",
+    "print_workflows",
+]
+
+MARKS: Final = {
+    "done": ("✓", "green"),
+    "running": ("▶", "blue"),
+    "waiting": ("⏸", "yellow"),
+    "failed": ("✗", "red"),
+    "not_reached": ("·", "dim"),
+}
+STATUS_STYLES: Final = {
+    "pending": "dim",
+    "running": "blue",
+    "waiting": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+def console() -> Console:
+    """The console the commands print to: standard output, no markup, no highlighting."""
+    return Console(markup=False, highlight=False, emoji=False, soft_wrap=False)
+
+
+def _table(*columns: str, **options: Any) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", **options)
+    for column in columns:
+        table.add_column(column, overflow="ellipsis", no_wrap=True)
+    return table
+
+
+def _time(value: str | None) -> str:
+    """``2026-11-25T22:03:25.123+00:00`` as ``2026-11-25 22:03:25``."""
+    return "" if value is None else value[:19].replace("T", " ")
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def print_instances(out: Console, rows: Sequence[Mapping[str, Any]], after: str | None) -> None:
+    """A page of ``instances list``; the next page's option when there is one."""
+    if not rows:
+        out.print("no instance matches")
+        return
+    table = _table("ID", "STATUS", "WORKFLOW", "STARTED (UTC)", "AT")
+    table.columns[0].max_width = 26
+    table.columns[2].max_width = 24
+    for row in rows:
+        workflow = f"{row['workflow'].rpartition(':')[2]} v{row['workflow_version']}"
+        table.add_row(
+            row["id"],
+            _status(row["status"]),
+            workflow,
+            _time(row["started_at"]),
+            ", ".join(row["waiting_steps"] or row["active_steps"]),
+        )
+    out.print(table)
+    if after is not None:
+        out.print(f"more: add --after '{after}'")
+
+
+def print_counts(out: Console, by: Sequence[str], counts: Sequence[Mapping[str, Any]]) -> None:
+    """The groups of ``instances count``, then the total."""
+    table = _table(*(field.upper() for field in by), "COUNT")
+    table.columns[-1].justify = "right"
+    total = 0
+    for group in counts:
+        cells: list[str | Text] = []
+        for field in by:
+            value = group[field]
+            cells.append(_status(value) if field == "status" else str(value))
+        cells.append(f"{group['count']:,}")
+        total += group["count"]
+        table.add_row(*cells)
+    table.add_row("total", *([""] * (len(by) - 1)), Text(f"{total:,}", style="bold"))
+    out.print(table)
+
+
+def print_detail(out: Console, data: Mapping[str, Any]) -> None:
+    """``instances show``: the header, its steps, its failure, its context."""
+    head = _table("", "", show_header=False)
+    head.columns[0].style = "bold"
+    head.add_row("id", data["id"])
+    head.add_row("workflow", f"{data['workflow']} v{data['workflow_version']}")
+    head.add_row("status", _status(data["status"]))
+    head.add_row("started", _time(data["started_at"]))
+    head.add_row("updated", _time(data["updated_at"]))
+    if data["ended_at"] is not None:
+        head.add_row("ended", _time(data["ended_at"]))
+    head.add_row("duration", _seconds(data["duration"]))
+    out.print(head)
+    if data["active_steps"]:
+        out.print()
+        table = _table("ACTIVE STEP", "PROGRESS")
+        for step in data["active_steps"]:
+            done = step["map"]
+            progress = "" if done is None else f"{done['done']}/{done['total']} items done"
+            table.add_row(step["step"], progress)
+        out.print(table)
+    if data["waiting_steps"]:
+        out.print()
+        table = _table("WAITING STEP", "ACCEPTS", "TIMER (UTC)")
+        for step in data["waiting_steps"]:
+            timer = step["timer"]
+            due = "" if timer is None else f"{timer['event']} at {_time(timer['due'])}"
+            table.add_row(step["step"], ", ".join(step["events"]), due)
+        out.print(table)
+    if data["messages"]:
+        out.print()
+        table = _table("KEPT MESSAGE", "SENT (UTC)", "DATA KEYS")
+        for message in data["messages"]:
+            table.add_row(
+                message["event"], _time(message["sent_at"]), ", ".join(message["data_keys"])
+            )
+        out.print(table)
+    error = data["error"]
+    if error is not None:
+        out.print()
+        where = error["step"] if error["item"] is None else f"{error['step']} item {error['item']}"
+        out.print(Text(f"failed in {where} ({error['kind']}): {error['reason']}", style="red"))
+        if error["stacktrace"]:
+            out.print("Traceback (innermost last):")
+            out.print(Text(error["stacktrace"].rstrip("\n")), soft_wrap=True)
+    out.print()
+    context = data["context"]
+    if isinstance(context["initial"], Mapping):  # --context: the values
+        for part in ("initial", "steps"):
+            out.print(Text(f"context.{part}:", style="bold"))
+            text = json.dumps(context[part], indent=2, ensure_ascii=False, default=str)
+            out.print(Text(text), soft_wrap=True)
+    else:
+        table = _table("CONTEXT", "KEYS (values: --context)", show_header=True)
+        table.add_row("initial", ", ".join(context["initial"]))
+        table.add_row("steps", ", ".join(context["steps"]))
+        out.print(table)
+
+
+_KIND_STYLES: Final = {
+    "step_failed": "red",
+    "failed": "red",
+    "completed": "green",
+    "cancelled": "magenta",
+    "step_parked": "yellow",
+    "resumed": "cyan",
+    "message_kept": "cyan",
+}
+
+
+def print_records(out: Console, records: Sequence[Mapping[str, Any]]) -> None:
+    """History records, one line each: time, kind, step, attempt, what happened."""
+    for rec in records:
+        step = rec["step"] or ""
+        if rec["item"] is not None:
+            step = f"{step}[{rec['item']}]"
+        attempt = "" if rec["attempt"] is None else f"#{rec['attempt']}"
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f"{rec['at'][11:23]}  ")
+        line.append(f"{rec['kind']:<15}", style=_KIND_STYLES.get(rec["kind"], ""))
+        line.append(f"{step[:18]:<19}{attempt:<4}")
+        line.append(_what(rec))
+        out.print(line, overflow="ellipsis", no_wrap=True, crop=True)
+
+
+def _what(rec: Mapping[str, Any]) -> str:
+    """The rest of a record's line: its event, duration and the details that matter."""
+    parts = []
+    if rec["event"] is not None:
+        parts.append(f"-> {rec['event']}")
+    if rec["duration"] is not None:
+        parts.append(_seconds(rec["duration"]))
+    details = rec["details"] or {}
+    if "reason" in details:
+        parts.append(str(details["reason"]))
+    if details.get("retry_in") is not None:
+        parts.append(f"retry in {details['retry_in']:.3g} s")
+    for key in ("events", "source", "items", "runner", "stopped"):
+        if details.get(key):
+            value = details[key]
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            parts.append(f"{key} {shown}")
+    if details.get("due") is not None:
+        parts.append(f"due {_time(iso(details['due']))[5:]}")
+    return "  ".join(parts)
+
+
+def _seconds(value: float) -> str:
+    """A duration for people: 85 µs, 12.3 ms, 4.56 s."""
+    if value < 0.001:
+        return f"{value * 1e6:.0f} µs"
+    if value < 1:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def print_graph(out: Console, data: Mapping[str, Any]) -> None:
+    """A workflow's graph: each step (marked by its state in the instance) and where it leads."""
+    title = f"{data['workflow']} v{data['workflow_version']}"
+    if data["instance"] is not None:
+        title += f", instance {data['instance']}"
+    out.print(Text(title, style="bold"))
+    targets: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for edge in data["edges"]:
+        arrow = "~>" if edge["routed"] else "->"
+        by_event = targets.setdefault(edge["source"], {})
+        by_event.setdefault((edge["event"], arrow), []).append(edge["target"])
+    leads = {
+        source: [f"{event} {arrow} {', '.join(steps)}" for (event, arrow), steps in by.items()]
+        for source, by in targets.items()
+    }
+    marked = data["instance"] is not None
+    table = _table("", "STEP", *(["STATE"] if marked else []), "LEADS TO", show_header=True)
+    table.columns[-1].no_wrap = False
+    table.columns[-1].overflow = "fold"
+    for node in data["steps"]:
+        name = node["step"] + (" (map)" if node["mapped"] else "")
+        if node["step"] == data["start"]:
+            name += " (start)"
+        cells: list[str | Text] = []
+        if marked:
+            mark, style = MARKS[node["state"]]
+            state = node["state"].replace("_", " ")
+            if node["map"] is not None:
+                state += f" {node['map']['done']}/{node['map']['total']}"
+            cells = [Text(mark, style=style), name, Text(state, style=style)]
+        else:
+            cells = ["", name]
+        ending = "(ends the workflow)" if node["ends_workflow"] else ""
+        cells.append("; ".join(leads.get(node["step"], [])) or ending)
+        table.add_row(*cells)
+    out.print(table)
+
+
+def print_workflows(out: Console, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``workflows list``: each workflow and version, its steps, its instances by status."""
+    if not rows:
+        out.print("no workflow found: import yours with --app MODULE")
+        return
+    table = _table("WORKFLOW", "VERSION", "STEPS", "INSTANCES")
+    table.columns[0].max_width = 40
+    for row in rows:
+        counts = ", ".join(f"{n} {status}" for status, n in row["instances"].items())
+        steps = "" if row["steps"] is None else str(len(row["steps"]))
+        table.add_row(row["workflow"], str(row["workflow_version"]), steps, counts or "none")
+    out.print(table)
