@@ -48,7 +48,16 @@ def _demo(args: argparse.Namespace) -> int:
         for instance in instances:
             steps = " -> ".join(entry.step.__qualname__ for entry in instance.execution_history)
             print(f"{instance.id}: {instance.status} ({steps})")
-        print(f"stored in {path}" if args.db else "stored in a SQLite file, removed on exit")
+        if not args.db:
+            print("stored in a SQLite file, removed on exit (keep it with --db demo.db)")
+            return 0
+        waiting = [instance.id for instance in instances if not instance.terminal]
+        print(f"stored in {path}; see them with: hephaestus instances list --database {path}")
+        for instance_id in waiting:
+            print(
+                f"{instance_id} waits for its confirmation: hephaestus instances resume "
+                f"{instance_id} received --database {path}"
+            )
     return 0
 
 

@@ -1,10 +1,11 @@
 """The demo: an order workflow with a branch, a fan-out and join, a timer and an external event.
 
-``hephaestus demo`` runs two orders through it, on the embedded durable
-storage (a SQLite file), with the LogHandler printing
-every telemetry event: one valid order, which parks on a one-second ``Wait``
-and then on a ``WaitForEvent`` that the demo resumes, and one invalid order,
-which takes the other branch. Both end at ``Done``.
+``hephaestus demo`` runs three orders through it, on the embedded durable
+storage (a SQLite file), with the LogHandler printing every telemetry event:
+one valid order, which parks on a one-second ``Wait`` and then on a
+``WaitForEvent`` that the demo resumes, and one invalid order, which takes
+the other branch; both end at ``Done``. The third order is left waiting for
+its confirmation, for the operator's commands to find (``docs/cli.md``).
 """
 
 from __future__ import annotations
@@ -104,12 +105,15 @@ class OrderFlow(Workflow):
 
 
 async def run_demo(storage: Storage | None = None) -> list[Instance]:
-    """Run the two demo orders and return their final instances."""
+    """Run the three demo orders; return them: two completed, the third waiting."""
     confirmation_awaited = anyio.Event()
+    parked: set[str] = set()
 
     def on_async(event: Any, measurements: Any, metadata: dict[str, Any], config: Any) -> None:
         if metadata["step"] is WaitForEvent:
-            confirmation_awaited.set()
+            parked.add(metadata["instance_id"])
+            if len(parked) == 2:
+                confirmation_awaited.set()
 
     telemetry.attach("hephaestus-demo", telemetry.step_async_event(), on_async)
     try:
@@ -117,14 +121,17 @@ async def run_demo(storage: Storage | None = None) -> list[Instance]:
             items = [{"sku": "mug", "price": 12}, {"sku": "tea", "price": 8}]
             valid = await runner.start(OrderFlow, {"items": items}, id="1001")
             invalid = await runner.start(OrderFlow, {"items": []}, id="1002")
+            pot = [{"sku": "teapot", "price": 30}]
+            unconfirmed = await runner.start(OrderFlow, {"items": pot}, id="1003")
             with anyio.fail_after(10):
                 await confirmation_awaited.wait()
             await runner.resume(valid, "received")
             with anyio.fail_after(10):
                 done = [await runner.wait(valid), await runner.wait(invalid)]
+            waiting = await runner.get(unconfirmed)
     finally:
         telemetry.detach("hephaestus-demo")
     for instance in done:
         if instance.status is not Status.COMPLETED:
             raise RuntimeError(f"demo order {instance.id} ended {instance.status}")
-    return done
+    return [*done, waiting]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +37,42 @@ def test_example_runs(page: str, holding: str) -> None:
     """The example is a whole program: it runs to its end, its own asserts included."""
     (code,) = blocks(page, holding)
     exec(compile(code, f"docs/{page}", "exec"), {"__name__": "docs_example"})
+
+
+SHELL = re.compile(r"```sh\n(.*?)```", re.DOTALL)
+
+
+def test_the_cli_tour_runs(tmp_path: Path) -> None:
+    """Each command of docs/cli.md's tour exits 0, in order, on the demo's own database."""
+    (tour,) = [code for code in SHELL.findall((DOCS / "cli.md").read_text()) if "demo.db" in code]
+    lines = [line for line in tour.splitlines() if line.strip()]
+    assert lines[0].startswith("hephaestus demo")
+    for line in lines:
+        program, *args = shlex.split(line)
+        assert "hephaestus" == program
+        result = subprocess.run(
+            [sys.executable, "-m", "hephaestus", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert 0 == result.returncode, f"{line}\n{result.stderr}"
+        assert result.stdout
+    shown = json.loads(
+        result_of(tmp_path, "instances show OrderFlow::order::1003 --context -o json")
+    )
+    assert {"by": "ops"} == shown["context"]["steps"]["wait_for_event"]
+
+
+def result_of(folder: Path, command: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "hephaestus", *shlex.split(command), "--database", "demo.db"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout

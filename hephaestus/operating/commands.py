@@ -567,7 +567,7 @@ async def _resume(args: argparse.Namespace) -> int:
         after = await runner.get(args.id)
     step = args.step or (min(waiting) if len(waiting) == 1 else None)
     report = {"id": args.id, "step": step, "event": args.event, "status": after.status.value}
-    then = _then(runner, f"the instance is {after.status}")
+    then = _then(runner, f"now {after.status}")
     _emit(
         args,
         report,
@@ -579,7 +579,7 @@ async def _resume(args: argparse.Namespace) -> int:
 def _then(runner: object, steered: str) -> str:
     """What follows an accepted change: at once here, or when a worker applies it."""
     if isinstance(runner, SteeringRunner):
-        return steered
+        return f"{steered}: the next runner to open the database goes on with it"
     return "a worker of the distributed runner applies it"
 
 
@@ -601,7 +601,7 @@ async def _send(args: argparse.Namespace) -> int:
     report = {"id": args.id, "event": args.event, "delivery": delivery}
     what = {
         "kept": "kept until a step waits for it",
-        "taken": f"taken by the waiting step; the instance is {after.status}",
+        "taken": f"taken by the waiting step; {_then(runner, f'now {after.status}')}",
         "sent": "sent: a worker of the distributed runner delivers it",
     }[delivery]
     _emit(args, report, lambda: text.console().print(f"{args.id}: {args.event!r} {what}"))

@@ -73,7 +73,9 @@ def print_instances(out: Console, rows: Sequence[Mapping[str, Any]], after: str 
         out.print("no instance matches")
         return
     table = _table("ID", "STATUS", "WORKFLOW", "STARTED (UTC)", "AT")
-    table.columns[0].max_width = 26
+    # The id is what one copies into the next command: cut it last.
+    table.columns[0].min_width = min(max(len(row["id"]) for row in rows), 40)
+    table.columns[1].min_width = max(len(row["status"]) for row in rows)
     table.columns[2].max_width = 24
     for row in rows:
         workflow = f"{row['workflow'].rpartition(':')[2]} v{row['workflow_version']}"
