@@ -11,6 +11,7 @@ line on standard error, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -18,7 +19,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NoReturn, TextIO
 
@@ -555,15 +564,26 @@ def _data(args: argparse.Namespace) -> dict[str, Any] | None:
     return data
 
 
+@contextlib.contextmanager
+def _checked() -> Iterator[None]:
+    """The runner's refusals of its arguments (an event, a step, data) as usage errors."""
+    try:
+        yield
+    except NotSerializable as exc:
+        raise UsageError(f"--data: {exc}") from None
+    except HephaestusError:
+        raise  # a refusal (NotWaiting, UndeclaredEvent, ...), not a usage error
+    except (TypeError, ValueError) as exc:
+        raise UsageError(text_of(exc)) from None
+
+
 async def _resume(args: argparse.Namespace) -> int:
     data = _data(args)
     async with acting(_database(args), f"cli-{os.getpid()}") as runner:
         instance = await runner.get(args.id)
         waiting = {step.step_key for step in instance.waiting_steps}
-        try:
+        with _checked():
             await runner.resume(args.id, args.event, data, step=args.step)
-        except NotSerializable as exc:
-            raise UsageError(f"--data: {exc}") from None
         after = await runner.get(args.id)
     step = args.step or (min(waiting) if len(waiting) == 1 else None)
     report = {"id": args.id, "step": step, "event": args.event, "status": after.status.value}
@@ -587,10 +607,8 @@ async def _send(args: argparse.Namespace) -> int:
     data = _data(args)
     async with acting(_database(args), f"cli-{os.getpid()}") as runner:
         before = await runner.get(args.id)
-        try:
+        with _checked():
             await runner.send(args.id, args.event, data)
-        except NotSerializable as exc:
-            raise UsageError(f"--data: {exc}") from None
         after = await runner.get(args.id)
     if not isinstance(runner, SteeringRunner):
         delivery = "sent"  # a letter in the instance's inbox, for its worker
