@@ -45,6 +45,7 @@ from hephaestus.exceptions import (
 )
 from hephaestus.operating import text, views
 from hephaestus.operating.database import ENV, Database, NoDatabase, acting, reading
+from hephaestus.runtime.ids import check_id
 from hephaestus.runtime.steering import SteeringRunner
 from hephaestus.runtime.storage import codec
 from hephaestus.runtime.storage.base import COUNT_FIELDS, MAX_PAGE, Storage
@@ -118,8 +119,10 @@ def add_commands(commands: Any) -> None:
 
     rows = output(_FORMATS)
 
-    def leaf(group: Any, name: str, summary: str, action: Action, *parents: Parser) -> Parser:
-        example = _EXAMPLES.get(name) or _EXAMPLES[f"workflows {name}"]
+    def leaf(
+        group: Any, name: str, summary: str, action: Action, *parents: Parser, family: str = ""
+    ) -> Parser:
+        example = _EXAMPLES[f"{family} {name}" if family else name]
         parser: Parser = group.add_parser(
             name,
             help=summary,
@@ -156,11 +159,11 @@ def add_commands(commands: Any) -> None:
     )  # fmt: skip
 
     showing = leaf(group, "show", "show an instance: status, steps, failure, context", _show, rows)
-    showing.add_argument("id", help="the instance's id")
+    showing.add_argument("id", type=_instance_id, help="the instance's id")
     showing.add_argument("--context", action="store_true", help="show the context's values")
 
     history = leaf(group, "history", "show an instance's history", _history, rows)
-    history.add_argument("id", help="the instance's id")
+    history.add_argument("id", type=_instance_id, help="the instance's id")
     history.add_argument(
         "--follow", "-f", action="store_true", help="print new records until the instance ends"
     )
@@ -170,20 +173,22 @@ def add_commands(commands: Any) -> None:
     )  # fmt: skip
 
     cancelling = leaf(group, "cancel", "cancel instances, by id or by filter", _cancel, rows)
-    cancelling.add_argument("ids", nargs="*", metavar="ID", help="the instances' ids")
+    cancelling.add_argument(
+        "ids", nargs="*", type=_instance_id, metavar="ID", help="the instances' ids"
+    )
     _filters(cancelling)
     cancelling.add_argument(
         "--yes", "-y", action="store_true", help="cancel what the filters match without asking"
     )
 
     resuming = leaf(group, "resume", "give a waiting step its event", _resume, rows)
-    resuming.add_argument("id", help="the instance's id")
+    resuming.add_argument("id", type=_instance_id, help="the instance's id")
     resuming.add_argument("event", help="the event, one the waiting step declares")
     resuming.add_argument("--data", metavar="JSON", help="a JSON object: the step's output")
     resuming.add_argument("--step", help="the waiting step's key, when several wait")
 
     sending = leaf(group, "send", "send an instance an event, kept until a step takes it", _send)
-    sending.add_argument("id", help="the instance's id")
+    sending.add_argument("id", type=_instance_id, help="the instance's id")
     sending.add_argument("event", help="the event, one a step of the workflow declares")
     sending.add_argument("--data", metavar="JSON", help="a JSON object: the step's output")
     sending.add_argument(
@@ -192,7 +197,7 @@ def add_commands(commands: Any) -> None:
 
     shapes = output(_GRAPH_FORMATS)
     drawing = leaf(group, "graph", "draw an instance's workflow, its steps' states", _graph, shapes)
-    drawing.add_argument("id", help="the instance's id")
+    drawing.add_argument("id", type=_instance_id, help="the instance's id")
 
     workflows = commands.add_parser(
         "workflows",
@@ -200,10 +205,23 @@ def add_commands(commands: Any) -> None:
         description="The workflow definitions of --app and of a database (docs/cli.md).",
     )
     wgroup = workflows.add_subparsers(dest="workflows_command", required=True, metavar="COMMAND")
-    leaf(wgroup, "list", "list workflows and their instances by status", _workflows, rows)
-    wgraph = leaf(wgroup, "graph", "draw a workflow's graph", _workflow_graph, shapes)
+    leaf(
+        wgroup, "list", "list workflows and their instances by status", _workflows, rows,
+        family="workflows",
+    )  # fmt: skip
+    wgraph = leaf(
+        wgroup, "graph", "draw a workflow's graph", _workflow_graph, shapes, family="workflows"
+    )
     wgraph.add_argument("workflow", help="an import path (shop.flows:Checkout) or a class name")
     wgraph.add_argument("--version", type=int, help="the version of a workflow family")
+
+
+def _instance_id(text: str) -> str:
+    """An id argument as the runners check it: one they would refuse is a usage error."""
+    try:
+        return check_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _filters(parser: Parser) -> None:
@@ -354,11 +372,11 @@ def _workflow_path(text: str) -> str:
 def _when(option: str, text: str, now: datetime) -> datetime:
     """An ISO 8601 time (UTC when it has no offset), or an age before ``now``."""
     ago = _AGO.fullmatch(text.strip())
-    if ago:
-        return now - timedelta(seconds=float(ago[1]) * _UNITS[ago[2]])
     try:
+        if ago:
+            return now - timedelta(seconds=float(ago[1]) * _UNITS[ago[2]])
         moment = datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise UsageError(
             f"{option} {text!r} is neither an ISO 8601 time (2026-11-25T14:00) "
             "nor an age (30s, 15m, 2h, 7d)"
@@ -464,7 +482,7 @@ async def _get(storage: Storage, instance_id: str) -> Instance:
 async def _history(args: argparse.Namespace) -> int:
     if args.follow and args.output == "json":
         raise UsageError("--follow prints records as they come: use -o text or -o jsonl")
-    if args.interval <= 0:
+    if not 0 < args.interval < float("inf"):  # nan too
         raise UsageError(f"--interval must be a number of seconds > 0, got: {args.interval}")
     out = text.console()
     async with reading(_database(args)) as storage:
@@ -513,6 +531,7 @@ async def _cancel(args: argparse.Namespace) -> int:
                 ids.extend(instance.id for instance in instances)
         if not ids:
             print("no unfinished instance matches: nothing to cancel", file=sys.stderr)
+            _emit(args, {"cancelled": [], "unchanged": [], "not_found": []}, lambda: None)
             return 0
         if not args.yes and not _confirm(f"cancel {len(ids)} instance(s) of {database}?"):
             return _fail(args, "not confirmed: nothing cancelled (--yes skips the question)", 1)
@@ -667,7 +686,8 @@ async def _workflows(args: argparse.Namespace) -> int:
     if args.database or os.environ.get(ENV):
         async with reading(_database(args)) as storage:
             counts = await storage.count(by=("workflow", "workflow_version", "status"))
-        for (path, version, status), n in counts.items():
+        life = {status.value: n for n, status in enumerate(Status)}  # the same order on any backend
+        for (path, version, status), n in sorted(counts.items(), key=lambda c: life[c[0][2]]):
             row = rows.get((path, version))
             if row is None:
                 row = rows[(path, version)] = _stored_row(path, version)

@@ -13,17 +13,20 @@ while a runner drives the instances. Acting goes through a runner's API:
   while a ``LocalRunner`` drives the storage, since only that runner may
   change its instances.
 
-Opening never creates anything: a file that does not exist or a schema
-without Hephaestus's tables is refused (``NoDatabase``).
+Opening never creates anything: a file that does not exist, a file or a
+schema without Hephaestus's tables is refused (``NoDatabase``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 import attrs
 
 from hephaestus.exceptions import HephaestusError
@@ -80,6 +83,7 @@ async def reading(database: Database) -> AsyncIterator[Storage]:
     if not database.is_postgres:
         if not os.path.isfile(database.target):  # noqa: ASYNC240  # one stat, before any I/O
             raise NoDatabase(f"no SQLite database at {database.target!r}")
+        await anyio.to_thread.run_sync(_check_sqlite, database.target)
         async with SQLiteStorage(database.target) as storage:
             yield storage
         return
@@ -135,6 +139,20 @@ async def _probe(database: Database) -> bool:
     if not row[0]:
         raise NoDatabase(f"no Hephaestus tables in {database}")
     return bool(row[1])
+
+
+def _check_sqlite(path: str) -> None:
+    """Refuse a file without Hephaestus's tables: ``SQLiteStorage`` would create them in it."""
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=rw"  # never creates the file
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'heph_instances'"
+            ).fetchone()
+    except sqlite3.Error as exc:
+        raise NoDatabase(f"cannot read {path!r} as a SQLite database: {exc}") from None
+    if found is None:
+        raise NoDatabase(f"no Hephaestus tables in {path!r}")
 
 
 def _tables(schema: str) -> tuple[str, str]:

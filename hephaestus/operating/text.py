@@ -10,9 +10,11 @@ shows as itself.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -73,38 +75,72 @@ def print_instances(out: Console, rows: Sequence[Mapping[str, Any]], after: str 
         out.print("no instance matches")
         return
     table = _table("ID", "STATUS", "WORKFLOW", "STARTED (UTC)", "AT")
-    # The id is what one copies into the next command: cut it last.
-    table.columns[0].min_width = min(max(len(row["id"]) for row in rows), 40)
-    table.columns[1].min_width = max(len(row["status"]) for row in rows)
-    table.columns[2].max_width = 24
-    for row in rows:
-        workflow = f"{row['workflow'].rpartition(':')[2]} v{row['workflow_version']}"
-        table.add_row(
+    cells = [
+        (
             row["id"],
-            _status(row["status"]),
-            workflow,
+            row["status"],
+            f"{row['workflow'].rpartition(':')[2]} v{row['workflow_version']}",
             _time(row["started_at"]),
             ", ".join(row["waiting_steps"] or row["active_steps"]),
         )
+        for row in rows
+    ]
+    # The id is what one copies into the next command: cut it last; the status never.
+    _fit(
+        table, out.width, cells, caps=(40, 0, 24, 0, 0), floors=(12, 0, 8, 10, 6), cut=(4, 2, 3, 0)
+    )
+    for instance_id, status, workflow, started, at in cells:
+        table.add_row(instance_id, _status(status), workflow, started, at)
     out.print(table)
-    if after is not None:
-        out.print(f"more: add --after '{after}'")
+    if after is not None:  # one line, whatever its length, to copy as it is
+        out.print(f"more: add --after {shlex.quote(after)}", soft_wrap=True)
+
+
+def _fit(
+    table: Table,
+    width: int,
+    cells: Sequence[Sequence[str]],
+    *,
+    caps: Sequence[int],
+    floors: Sequence[int],
+    cut: Sequence[int],
+) -> None:
+    """Set the widths of ``table``'s columns so that it fits in ``width``.
+
+    Each column is as wide as its header and widest cell, up to its cap (0:
+    none); when they do not fit, the columns in ``cut`` give up width in
+    turn, each down to its floor. (Rich alone narrows every column evenly,
+    and a column can shrink to nothing: an instance list without its ids.)
+    """
+    widths = []
+    for n, column in enumerate(table.columns):
+        widest = max(cell_len(str(column.header)), *(cell_len(row[n]) for row in cells))
+        widths.append(min(widest, caps[n]) if caps[n] else widest)
+    excess = sum(widths) + 2 * (len(widths) - 1) - width  # two spaces between columns
+    for n in cut:
+        if excess <= 0:
+            break
+        given = min(excess, max(widths[n] - floors[n], 0))
+        widths[n] -= given
+        excess -= given
+    for column, fitted in zip(table.columns, widths, strict=True):
+        column.width = fitted
 
 
 def print_counts(out: Console, by: Sequence[str], counts: Sequence[Mapping[str, Any]]) -> None:
     """The groups of ``instances count``, then the total."""
     table = _table(*(field.upper() for field in by), "COUNT")
     table.columns[-1].justify = "right"
-    total = 0
-    for group in counts:
-        cells: list[str | Text] = []
-        for field in by:
-            value = group[field]
-            cells.append(_status(value) if field == "status" else str(value))
-        cells.append(f"{group['count']:,}")
-        total += group["count"]
-        table.add_row(*cells)
-    table.add_row("total", *([""] * (len(by) - 1)), Text(f"{total:,}", style="bold"))
+    total = sum(group["count"] for group in counts)
+    rows = [[*(str(group[field]) for field in by), f"{group['count']:,}"] for group in counts]
+    rows.append(["total", *([""] * (len(by) - 1)), f"{total:,}"])
+    # A long import path gives way: the counts never.
+    wide = [n for n, field in enumerate(by) if field == "workflow"]
+    _fit(table, out.width, rows, caps=[0] * (len(by) + 1), floors=[12] * (len(by) + 1), cut=wide)
+    for *cells, count in rows[:-1]:
+        styled = [_status(c) if f == "status" else c for f, c in zip(by, cells, strict=True)]
+        table.add_row(*styled, count)
+    table.add_row(*rows[-1][:-1], Text(rows[-1][-1], style="bold"))
     out.print(table)
 
 
@@ -268,9 +304,16 @@ def print_workflows(out: Console, rows: Sequence[Mapping[str, Any]]) -> None:
         out.print("no workflow found: import yours with --app MODULE")
         return
     table = _table("WORKFLOW", "VERSION", "STEPS", "INSTANCES")
-    table.columns[0].max_width = 40
-    for row in rows:
-        counts = ", ".join(f"{n} {status}" for status, n in row["instances"].items())
-        steps = "" if row["steps"] is None else str(len(row["steps"]))
-        table.add_row(row["workflow"], str(row["workflow_version"]), steps, counts or "none")
+    cells = [
+        (
+            row["workflow"],
+            str(row["workflow_version"]),
+            "" if row["steps"] is None else str(len(row["steps"])),
+            ", ".join(f"{n} {status}" for status, n in row["instances"].items()) or "none",
+        )
+        for row in rows
+    ]
+    _fit(table, out.width, cells, caps=(40, 0, 0, 0), floors=(12, 0, 0, 12), cut=(3, 0))
+    for cell in cells:
+        table.add_row(*cell)
     out.print(table)
