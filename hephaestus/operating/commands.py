@@ -48,7 +48,7 @@ from hephaestus.operating.database import ENV, Database, NoDatabase, acting, rea
 from hephaestus.runtime.ids import check_id
 from hephaestus.runtime.steering import SteeringRunner
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.storage.base import COUNT_FIELDS, MAX_PAGE, Storage
+from hephaestus.runtime.storage.base import COUNT_FIELDS, MAX_PAGE, Page, Storage
 
 __all__ = ["Parser", "UsageError", "add_commands"]
 
@@ -396,9 +396,9 @@ async def _pages(
         after = page.next
 
 
-async def _page(storage: Storage, arguments: Mapping[str, Any]) -> Any:
+async def _page(storage: Storage, arguments: Mapping[str, Any]) -> Page:
     try:
-        return await storage.page(**arguments)  # type: ignore[attr-defined]
+        return await storage.page(**arguments)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -604,7 +604,7 @@ async def _resume(args: argparse.Namespace) -> int:
         with _checked():
             await runner.resume(args.id, args.event, data, step=args.step)
         after = await runner.get(args.id)
-    step = args.step or (min(waiting) if len(waiting) == 1 else None)
+    step = args.step or (next(iter(waiting)) if len(waiting) == 1 else None)
     report = {"id": args.id, "step": step, "event": args.event, "status": after.status.value}
     then = _then(runner, f"now {after.status}")
     _emit(

@@ -81,6 +81,15 @@ class Storage(Protocol):
         """The instances matching every filter given (all of them when none is)."""
         ...
 
+    async def page(self, **selection: Any) -> Page:
+        """One page of the instances matching ``selection``, and the cursor of the next.
+
+        ``selection`` holds :func:`select`'s arguments (filters, order,
+        ``limit``, ``after``); ``TypeError`` or ``ValueError`` names one that
+        is wrong. ``docs/storage.md``, "Listing and counting instances".
+        """
+        ...
+
     async def count(
         self, *, by: Sequence[str] = ("status", "workflow")
     ) -> dict[tuple[Any, ...], int]:
