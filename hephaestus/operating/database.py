@@ -80,6 +80,15 @@ class Database:
 @contextlib.asynccontextmanager
 async def reading(database: Database) -> AsyncIterator[Storage]:
     """The database's storage, open; ``NoDatabase`` when there is nothing to read."""
+    if database.is_postgres:
+        await _probe(database)
+    async with _opened(database) as storage:
+        yield storage
+
+
+@contextlib.asynccontextmanager
+async def _opened(database: Database) -> AsyncIterator[Storage]:
+    """The storage of a database checked to be there (a PostgreSQL one: probed already)."""
     if not database.is_postgres:
         if not os.path.isfile(database.target):  # noqa: ASYNC240  # one stat, before any I/O
             raise NoDatabase(f"no SQLite database at {database.target!r}")
@@ -87,7 +96,6 @@ async def reading(database: Database) -> AsyncIterator[Storage]:
         async with SQLiteStorage(database.target) as storage:
             yield storage
         return
-    await _probe(database)
     from hephaestus.runtime.storage.postgres import PostgresStorage  # noqa: PLC0415
 
     async with PostgresStorage(
@@ -99,7 +107,8 @@ async def reading(database: Database) -> AsyncIterator[Storage]:
 @contextlib.asynccontextmanager
 async def acting(database: Database, name: str) -> AsyncIterator[Runner]:
     """The runner that changes the database's instances (see the module's docstring)."""
-    if database.is_postgres and await _probe(database):
+    distributed = database.is_postgres and await _probe(database)
+    if distributed:
         try:
             from hephaestus.distributed import DistributedRunner  # noqa: PLC0415
         except ImportError:
@@ -114,7 +123,7 @@ async def acting(database: Database, name: str) -> AsyncIterator[Runner]:
         return
     from hephaestus.runtime.steering import SteeringRunner  # noqa: PLC0415
 
-    async with reading(database) as storage, SteeringRunner(storage, name=name) as steering:
+    async with _opened(database) as storage, SteeringRunner(storage, name=name) as steering:
         yield steering
 
 
