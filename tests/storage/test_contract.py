@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -317,6 +317,65 @@ class TestCount:
         """A field it cannot group by is refused with ValueError naming it."""
         with anyio.fail_after(GUARD), pytest.raises(ValueError, match=message):
             await storage.count(by=by)  # type: ignore[arg-type]
+
+
+class TestEnded:
+    async def test_ended_instances_per_status_in_the_slot_of_their_end(
+        self, storage: Storage
+    ) -> None:
+        """Completed, failed and cancelled instances count, each in the slot of its last write."""
+        with anyio.fail_after(GUARD):
+            before = datetime.now(UTC)
+            for n, status in enumerate(
+                [Status.COMPLETED, Status.COMPLETED, Status.FAILED, Status.CANCELLED]
+                + [Status.RUNNING, Status.WAITING, Status.PENDING]
+            ):
+                await storage.put(attrs.evolve(new(f"e{n}"), status=status))
+            after = datetime.now(UTC)
+            counts = await storage.ended(since=before, every=3600)
+        slots = {int(moment.timestamp()) // 3600 * 3600 for moment in (before, after)}
+        found: dict[str, int] = {}
+        for (slot, status), n in counts.items():
+            assert slot in slots
+            found[status] = found.get(status, 0) + n
+        assert {"completed": 2, "failed": 1, "cancelled": 1} == found
+
+    async def test_only_since(self, storage: Storage) -> None:
+        """An instance that ended before ``since`` is not counted."""
+        with anyio.fail_after(GUARD):
+            await storage.put(attrs.evolve(new("old"), status=Status.COMPLETED))
+            later = datetime.now(UTC) + timedelta(seconds=5)
+            assert {} == await storage.ended(since=later)
+
+    async def test_an_instance_ends_once(self, storage: Storage) -> None:
+        """A running instance that completes counts once, as completed."""
+        with anyio.fail_after(GUARD):
+            before = datetime.now(UTC) - timedelta(seconds=1)
+            await storage.put(attrs.evolve(new("x"), status=Status.RUNNING))
+            assert {} == await storage.ended(since=before, every=1)
+            await storage.put(attrs.evolve(new("x"), status=Status.COMPLETED))
+            counts = await storage.ended(since=before, every=1)
+        assert [("completed", 1)] == [(status, n) for (_, status), n in counts.items()]
+        assert all(slot % 1 == 0 and isinstance(slot, int) for slot, _ in counts)
+
+    @pytest.mark.parametrize(
+        ("arguments", "error", "message"),
+        [
+            pytest.param({"every": 0}, ValueError, "every must be an int >= 1", id="every-0"),
+            pytest.param({"every": 1.5}, ValueError, "every must be an int", id="every-float"),
+            pytest.param(
+                {"since": datetime(2026, 1, 1)}, ValueError, "aware datetime", id="naive"
+            ),
+            pytest.param({"since": 12.0}, TypeError, "since must be a datetime", id="number"),
+        ],
+    )
+    async def test_refused(
+        self, storage: Storage, arguments: dict[str, Any], error: type[Exception], message: str
+    ) -> None:
+        """A wrong argument is refused naming it."""
+        chosen = {"since": datetime.now(UTC), **arguments}
+        with anyio.fail_after(GUARD), pytest.raises(error, match=message):
+            await storage.ended(**chosen)
 
 
 async def stored_in_turn(storage: Storage, ids: list[str]) -> list[datetime]:

@@ -75,6 +75,7 @@ class TestSchema:
             "heph_instances_workflow",
             "heph_instances_created",
             "heph_instances_counts",
+            "heph_instances_ended",
             "heph_instances_id_pattern",
             "heph_instances_wake",
             "heph_inbox_pkey",

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COUNT_FIELDS",
+    "ENDINGS",
     "MAX_PAGE",
     "Page",
     "Selection",
     "Storage",
     "check_by",
+    "check_ended",
     "check_page",
     "paged",
     "select",
@@ -102,6 +104,18 @@ class Storage(Protocol):
         """
         ...
 
+    async def ended(self, *, since: datetime, every: int = 60) -> dict[tuple[int, str], int]:
+        """How many instances ended since ``since``, per status and per ``every`` seconds.
+
+        A key is ``(slot, status)``: ``slot`` the start of an ``every``-second
+        slot in seconds since the epoch (a multiple of ``every``), ``status``
+        one of ``completed``, ``failed`` and ``cancelled``; an instance counts
+        in the slot of its last write. Slots with no instance are absent.
+        ``ValueError`` for an ``every`` that is not an int >= 1, ``TypeError``
+        for a ``since`` that is not an aware datetime.
+        """
+        ...
+
 
 def check_by(by: object) -> tuple[str, ...]:
     """``Storage.count``'s ``by`` as a tuple; ``ValueError`` naming a field it cannot group by."""
@@ -118,6 +132,20 @@ def check_by(by: object) -> tuple[str, ...]:
     if len(set(fields)) != len(fields):
         raise ValueError(f"count groups by each field once, got: {fields!r}")
     return fields
+
+
+ENDINGS: Final = ("completed", "failed", "cancelled")
+"""The statuses ``Storage.ended`` counts."""
+
+
+def check_ended(since: datetime, every: int) -> float:
+    """``Storage.ended``'s arguments checked; ``since`` in seconds since the epoch."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be an int >= 1 (seconds), got: {every!r}")
+    stamp = _epoch("since", since)
+    if stamp is None:
+        raise TypeError("since must be a datetime, got: None")
+    return stamp
 
 
 def check_page(offset: int, limit: int | None) -> None:

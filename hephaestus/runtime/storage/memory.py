@@ -5,13 +5,21 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance, Status
 from hephaestus.core.workflow import Workflow
 from hephaestus.runtime.storage import codec
-from hephaestus.runtime.storage.base import Page, check_by, check_page, select
+from hephaestus.runtime.storage.base import (
+    ENDINGS,
+    Page,
+    check_by,
+    check_ended,
+    check_page,
+    select,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -147,6 +155,17 @@ class MemoryStorage:
     ) -> dict[tuple[Any, ...], int]:
         fields = check_by(by)
         counts = Counter(tuple(_field(i, f) for f in fields) for i in self._instances.values())
+        return dict(counts)
+
+    async def ended(self, *, since: datetime, every: int = 60) -> dict[tuple[int, str], int]:
+        """Instances ended per slot and status (see ``Storage.ended``); "ended" is the last put."""
+        stamp = check_ended(since, every)
+        counts: Counter[tuple[int, str]] = Counter()
+        for instance in self._instances.values():
+            if instance.status.value in ENDINGS:
+                updated = self._updated_at(instance)
+                if updated >= stamp:
+                    counts[int(updated // every) * every, instance.status.value] += 1
         return dict(counts)
 
 
