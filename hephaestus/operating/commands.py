@@ -43,7 +43,7 @@ from hephaestus.exceptions import (
     NotSerializable,
     StorageHeld,
 )
-from hephaestus.operating import text, views
+from hephaestus.operating import catalog, text, views
 from hephaestus.operating.database import ENV, Database, NoDatabase, acting, reading
 from hephaestus.runtime.ids import check_id
 from hephaestus.runtime.steering import SteeringRunner
@@ -91,6 +91,7 @@ _EXAMPLES: Final = {
     "graph": "hephaestus instances graph order-1 --database demo.db -o mermaid",
     "workflows list": "hephaestus workflows list --app shop.flows --database demo.db",
     "workflows graph": "hephaestus workflows graph shop.flows:Checkout -o mermaid",
+    "web": "hephaestus web --database demo.db --app shop.flows --port 8050 --read-write",
 }
 
 
@@ -215,6 +216,21 @@ def add_commands(commands: Any) -> None:
     wgraph.add_argument("workflow", help="an import path (shop.flows:Checkout) or a class name")
     wgraph.add_argument("--version", type=int, help="the version of a workflow family")
 
+    web = leaf(commands, "web", "serve the dashboard (docs/dashboard.md)", _web)
+    web.add_argument(
+        "--host", default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1; the dashboard has no login)",
+    )  # fmt: skip
+    web.add_argument("--port", type=int, default=8050, help="the port (default 8050; 0: any)")
+    web.add_argument(
+        "--read-write", action="store_true",
+        help="offer actions (cancel, resume, send); read-only without it",
+    )  # fmt: skip
+    web.add_argument(
+        "--refresh", type=float, default=2.0, metavar="SECONDS",
+        help="how often live parts of the pages refresh (default 2)",
+    )  # fmt: skip
+
 
 def _instance_id(text: str) -> str:
     """An id argument as the runners check it: one they would refuse is a usage error."""
@@ -284,14 +300,14 @@ def _reason(exc: BaseException) -> str:
     return text_of(exc)
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(level: int = logging.WARNING) -> None:
     """The library's warnings (an instance a page skipped) go to standard error."""
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.dev.ConsoleRenderer(colors=False),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
 
@@ -357,7 +373,7 @@ def _workflow_path(text: str) -> str:
     """A ``--workflow`` as the import path instances are stored under."""
     if ":" in text:
         return text
-    found = [w for w in _known_workflows() if w.__qualname__ == text]
+    found = [w for w in catalog.imported() if w.__qualname__ == text]
     paths = sorted({codec.import_path(w) for w in found})
     if len(paths) == 1:
         return paths[0]
@@ -645,6 +661,31 @@ async def _send(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _web(args: argparse.Namespace) -> int:
+    if not 0 < args.refresh < float("inf"):
+        raise UsageError(f"--refresh must be a number of seconds > 0, got: {args.refresh}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535, got: {args.port}")
+    try:
+        from hephaestus.web.serve import serve  # noqa: PLC0415  # the web extra
+    except ImportError as exc:
+        missing = exc.name or "a module"
+        raise NoDatabase(
+            f"the dashboard needs the web extra ({missing} is missing): "
+            "pip install 'hephaestus[web]'"
+        ) from None
+    database = _database(args)
+    _log_to_stderr(logging.INFO)  # the actions, one line each
+    await serve(
+        database,
+        host=args.host,
+        port=args.port,
+        read_write=args.read_write,
+        refresh=args.refresh,
+    )
+    return 0
+
+
 async def _graph(args: argparse.Namespace) -> int:
     async with reading(_database(args)) as storage:
         instance = await _get(storage, args.id)
@@ -663,65 +704,18 @@ def _draw(args: argparse.Namespace, workflow: type[Workflow], instance: Instance
 # ---------------------------------------------------------------------- workflows
 
 
-def _known_workflows() -> list[type[Workflow]]:
-    """Every concrete workflow class imported so far (by ``--app``), each version."""
-    found: list[type[Workflow]] = []
-    todo = list(Workflow.__subclasses__())
-    seen: set[type[Workflow]] = set()
-    while todo:
-        cls = todo.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        todo.extend(cls.__subclasses__())
-        if "definition" in cls.__dict__ and not cls.__module__.startswith("hephaestus."):
-            found.append(cls)
-    return found
-
-
 async def _workflows(args: argparse.Namespace) -> int:
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for workflow in _known_workflows():
-        rows[(codec.import_path(workflow), workflow.version)] = _workflow_row(workflow)
+    counts = None
     if args.database or os.environ.get(ENV):
         async with reading(_database(args)) as storage:
             counts = await storage.count(by=("workflow", "workflow_version", "status"))
-        life = {status.value: n for n, status in enumerate(Status)}  # the same order on any backend
-        for (path, version, status), n in sorted(counts.items(), key=lambda c: life[c[0][2]]):
-            row = rows.get((path, version))
-            if row is None:
-                row = rows[(path, version)] = _stored_row(path, version)
-            row["instances"][status] = n
-    ordered = [rows[key] for key in sorted(rows)]
+    ordered = catalog.rows(catalog.imported(), counts)
     if args.output == "jsonl":
         for row in ordered:
             _json_line(sys.stdout, row)
         return 0
     _emit(args, {"workflows": ordered}, lambda: text.print_workflows(text.console(), ordered))
     return 0
-
-
-def _workflow_row(workflow: type[Workflow]) -> dict[str, Any]:
-    return {
-        "workflow": codec.import_path(workflow),
-        "workflow_version": workflow.version,
-        "steps": [step.step_key for step in workflow.definition.steps],
-        "instances": {},
-    }
-
-
-def _stored_row(path: str, version: int) -> dict[str, Any]:
-    """A workflow known from its instances: its steps when it can be imported."""
-    try:
-        workflow = codec.resolve(path)
-    except Exception:
-        workflow = None
-    if isinstance(workflow, type) and issubclass(workflow, Workflow):
-        try:
-            return _workflow_row(workflow.resolve(version))
-        except (ValueError, HephaestusError):
-            pass
-    return {"workflow": path, "workflow_version": version, "steps": None, "instances": {}}
 
 
 async def _workflow_graph(args: argparse.Namespace) -> int:
@@ -735,7 +729,7 @@ async def _workflow_graph(args: argparse.Namespace) -> int:
             raise UsageError(f"{name!r} is not a Workflow class")
         family: type[Workflow] = found
     else:
-        matches = _matching(name, _known_workflows())
+        matches = _matching(name, catalog.imported())
         if not matches:
             raise NoDatabase(
                 f"no workflow named {name!r}: give its import path (module:Class) "
