@@ -234,13 +234,15 @@ async def _act(
     except BadFilter as exc:
         key = dashboard.flash("error", str(exc))
     except (HephaestusError, TypeError, ValueError, OSError) as exc:
-        _log.warning(f"{what}: refused", instance_id=instance_id, event=event, reason=text_of(exc))
+        _log.warning(
+            f"{what}: refused", instance_id=instance_id, event_name=event, reason=text_of(exc)
+        )
         key = dashboard.flash("error", text_of(exc))
     else:
         _log.info(
             what,
             instance_id=instance_id,
-            event=event,
+            event_name=event,
             data_keys=sorted(data or ()),
             client=_client(request),
         )

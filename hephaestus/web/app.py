@@ -55,7 +55,7 @@ def create_app(
         raise TypeError("create_app needs a storage to read, or a runner whose storage it reads")
     if not read_only and runner is None:
         raise TypeError("read_only=False needs a runner: every action goes through its API")
-    if storage is None and not hasattr(type(runner), "storage") and "storage" not in vars(runner):
+    if storage is None and not _has_storage(runner):
         raise TypeError(f"{runner!r} has no storage: give create_app(storage=...)")
 
     def storage_of() -> Storage:
@@ -71,6 +71,11 @@ def create_app(
         refresh=refresh,
         title=title,
     )
+
+
+def _has_storage(runner: object) -> bool:
+    """Whether ``runner`` has a storage (without reading it: it may not be open yet)."""
+    return hasattr(type(runner), "storage") or "storage" in getattr(runner, "__dict__", {})
 
 
 def _through(runner: Runner) -> Acting:

@@ -94,7 +94,8 @@ def href(
 ) -> str:
     """The path of ``route`` under the application's mount point, with ``query``."""
     router: Any = request.app
-    path = str(request.scope.get("root_path", "")) + str(router.url_path_for(route, **params))
+    quoted = {key: urllib.parse.quote(str(value), safe="/") for key, value in params.items()}
+    path = str(request.scope.get("root_path", "")) + str(router.url_path_for(route, **quoted))
     pairs = [
         (key, value)
         for key, values in (query or {}).items()
