@@ -31,6 +31,10 @@ def blocks(page: str, holding: str) -> list[str]:
         pytest.param("observability.md", "otel.instrument(provider)", id="observability-otel"),
         pytest.param("observability.md", "PrometheusReporter(", id="observability-prometheus"),
         pytest.param("storage.md", "await storage.page(", id="storage-page"),
+        pytest.param(
+            "dashboard.md", "from starlette.routing import Mount", id="dashboard-starlette"
+        ),
+        pytest.param("dashboard.md", "from fastapi import FastAPI", id="dashboard-fastapi"),
     ],
 )
 def test_example_runs(page: str, holding: str) -> None:

@@ -135,6 +135,36 @@ class TestTelemetry:
         assert [] == violations(path, TELEMETRY_FORBIDDEN)
 
 
+class TestWeb:
+    """Nothing imports the dashboard but its entry point, the ``hephaestus web`` command."""
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            path
+            for path in sorted(PACKAGE.rglob("*.py"))
+            if "web" not in path.relative_to(PACKAGE).parts[:1]
+            and path.relative_to(PACKAGE).as_posix() != "operating/commands.py"
+        ],
+        ids=relative,
+    )
+    def test_imports(self, path: Path) -> None:
+        """No module outside hephaestus/web imports it."""
+        assert [] == violations(path, ("hephaestus.web",))
+
+    def test_the_command_imports_it_only_when_run(self) -> None:
+        """The command line imports the dashboard inside the command, not at its start."""
+        path = PACKAGE / "operating" / "commands.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = [
+            node.module
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hephaestus.web")
+        ]
+        assert [] == top
+        assert ["hephaestus.web.serve"] == violations(path, ("hephaestus.web",))[:1]
+
+
 class TestScanner:
     """The import scanner finds what it must."""
 
