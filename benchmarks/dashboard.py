@@ -55,8 +55,18 @@ _TARGETED = ("instances",)
 def served(database: str, schema: str) -> Iterator[str]:
     """``hephaestus web`` on ``database``, read-only; its address."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "hephaestus", "web", "--database", database, "--schema", schema]
-        + ["--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "hephaestus",
+            "web",
+            "-d",
+            database,
+            "--schema",
+            schema,
+            "--port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

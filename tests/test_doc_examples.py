@@ -80,3 +80,14 @@ def result_of(folder: Path, command: str) -> str:
         check=True,
     )
     return result.stdout
+
+
+def test_every_image_the_docs_show_is_there() -> None:
+    """Each image a page of the docs links to exists (the dashboard's, made by its tests)."""
+    shown = {
+        (page.parent / link).resolve()
+        for page in DOCS.glob("*.md")
+        for link in re.findall(r"\]\((images/[^)]+)\)", page.read_text())
+    }
+    assert shown, "no image found: the pattern is stale"
+    assert [] == sorted(str(path) for path in shown if not path.is_file())

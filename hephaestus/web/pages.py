@@ -329,6 +329,8 @@ def _record(rec: Any) -> dict[str, Any]:
     stacktrace = details.pop("stacktrace", None)
     row["time"] = (row["at"] or "")[11:23]
     row["date"] = (row["at"] or "")[:10]
+    if isinstance(details.get("due"), int):  # a timer's due time, wall-clock ns
+        details["due"] = views.iso(details["due"])
     row["details_text"] = ", ".join(
         f"{key}={json.dumps(value, ensure_ascii=False, default=str)}"
         for key, value in details.items()

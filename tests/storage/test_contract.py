@@ -326,10 +326,8 @@ class TestEnded:
         """Completed, failed and cancelled instances count, each in the slot of its last write."""
         with anyio.fail_after(GUARD):
             before = datetime.now(UTC)
-            for n, status in enumerate(
-                [Status.COMPLETED, Status.COMPLETED, Status.FAILED, Status.CANCELLED]
-                + [Status.RUNNING, Status.WAITING, Status.PENDING]
-            ):
+            ended = [Status.COMPLETED, Status.COMPLETED, Status.FAILED, Status.CANCELLED]
+            for n, status in enumerate([*ended, Status.RUNNING, Status.WAITING, Status.PENDING]):
                 await storage.put(attrs.evolve(new(f"e{n}"), status=status))
             after = datetime.now(UTC)
             counts = await storage.ended(since=before, every=3600)
@@ -363,9 +361,7 @@ class TestEnded:
         [
             pytest.param({"every": 0}, ValueError, "every must be an int >= 1", id="every-0"),
             pytest.param({"every": 1.5}, ValueError, "every must be an int", id="every-float"),
-            pytest.param(
-                {"since": datetime(2026, 1, 1)}, ValueError, "aware datetime", id="naive"
-            ),
+            pytest.param({"since": datetime(2026, 1, 1)}, ValueError, "aware datetime", id="naive"),
             pytest.param({"since": 12.0}, TypeError, "since must be a datetime", id="number"),
         ],
     )
