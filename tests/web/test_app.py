@@ -198,6 +198,8 @@ class TestPages:
         page = await reader.get(f"/instances?{query}")
         assert 400 == page.status_code
         assert message in page.text
+        table = page.text.split('<div id="instances"')[1].split(">")[0]
+        assert "hx-get" not in table  # no refresh that would show every instance
 
     async def test_an_instance_page(self, reader: httpx.AsyncClient) -> None:
         """A failed instance's page: header, graph marks, failure with its stacktrace, history."""
