@@ -104,7 +104,12 @@ async def cancel(request: Request) -> Response:
     else:
         where = ("instances", {})
     if not ids:
-        key = dashboard.flash("notice", "no unfinished instance matches: nothing to cancel")
+        nothing = (
+            "no unfinished instance matches: nothing to cancel"
+            if form.get("scope") == "matching"
+            else "no instance selected: nothing to cancel"
+        )
+        key = dashboard.flash("notice", nothing)
         return dashboard.redirect(request, where[0], {**query, "flash": key}, **where[1])
     if form.get("confirmed") != "yes":
         return dashboard.render(
