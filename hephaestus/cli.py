@@ -1,5 +1,5 @@
 """The ``hephaestus`` command: ``demo``; ``instances`` and ``workflows`` (``docs/cli.md``);
-``worker`` and ``db migrate`` (distributed runner)."""
+``web`` (``docs/dashboard.md``); ``worker`` and ``db migrate`` (distributed runner)."""
 
 from __future__ import annotations
 
