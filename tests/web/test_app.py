@@ -8,6 +8,7 @@ transport. What a browser does with the pages is in ``test_browser.py``.
 from __future__ import annotations
 
 import contextlib
+import html
 import re
 import subprocess
 import sys
@@ -255,9 +256,9 @@ class TestPages:
             page = await writer.get("/instances/signoff-waiting")
             key = re.search(r'id="waiting-key" name="waiting" value="([^"]*)"', page.text)
             assert key is not None
-            same = await writer.get("/instances/signoff-waiting/live", params={"waiting": key[1]})
+            same = await writer.get("/live/instance/signoff-waiting", params={"waiting": key[1]})
             assert "hx-swap-oob" not in same.text
-            other = await writer.get("/instances/signoff-waiting/live", params={"waiting": "x"})
+            other = await writer.get("/live/instance/signoff-waiting", params={"waiting": "x"})
             assert 'hx-swap-oob="true"' in other.text
             assert "Resume wait_for_event" in other.text
 
@@ -300,6 +301,22 @@ class TestEscaping:
         assert "&lt;img src=x onerror=alert(1)&gt;" in detail  # the value
 
 
+class TestIds:
+    @pytest.mark.parametrize("instance_id", ["order/live", "a/b/resume", "x?y#z %", "cancel"])
+    async def test_any_id_has_its_own_page(self, instance_id: str) -> None:
+        """An id holding slashes, the name of a route or URL characters reaches its own page."""
+        storage = MemoryStorage()
+        async with LocalRunner(storage) as runner:
+            await runner.run(flows.Quick, {}, id=instance_id, timeout=GUARD)
+        async with client(create_app(storage=storage)) as http:
+            listing = await http.get("/instances")
+            link = re.search(r'<td class="id"><a href="([^"]+)">', listing.text)
+            assert link is not None
+            page = await http.get(link[1].replace("&amp;", "&"))
+        assert 200 == page.status_code
+        assert f'<span class="id">{html.escape(instance_id)}</span>' in page.text
+
+
 class TestReadOnly:
     async def test_no_action_is_offered(self, reader: httpx.AsyncClient) -> None:
         """A read-only dashboard has no form to post, no box to tick."""
@@ -313,10 +330,10 @@ class TestReadOnly:
         ("path", "form"),
         [
             pytest.param(
-                "/instances/cancel", {"ids": "approval-timer", "confirmed": "yes"}, id="cancel"
+                "/actions/cancel", {"ids": "approval-timer", "confirmed": "yes"}, id="cancel"
             ),
-            pytest.param("/instances/approval-timer/resume", {"event": "approved"}, id="resume"),
-            pytest.param("/instances/approval-timer/send", {"event": "approved"}, id="send"),
+            pytest.param("/actions/resume/approval-timer", {"event": "approved"}, id="resume"),
+            pytest.param("/actions/send/approval-timer", {"event": "approved"}, id="send"),
         ],
     )
     async def test_a_forged_post_is_refused(
@@ -334,7 +351,7 @@ class TestActions:
         """Without the form's token (a request forged elsewhere), nothing is done."""
         async with writing(storage) as (runner, writer):
             form = {"ids": "approval-timer", "confirmed": "yes", "token": "guess"}
-            response = await writer.post("/instances/cancel", data=form)
+            response = await writer.post("/actions/cancel", data=form)
             assert 403 == response.status_code
             assert "token is missing or stale" in response.text
             assert "waiting" == (await runner.get("approval-timer")).status.value
@@ -345,7 +362,7 @@ class TestActions:
             token = await token_of(writer, "/instances")
             form = {"ids": "approval-timer", "confirmed": "yes", "token": token}
             response = await writer.post(
-                "/instances/cancel", data=form, headers={"Origin": "http://evil.example"}
+                "/actions/cancel", data=form, headers={"Origin": "http://evil.example"}
             )
             assert 403 == response.status_code
             assert "another site (http://evil.example)" in response.text
@@ -360,12 +377,12 @@ class TestActions:
                 "scope": "selected",
                 "ids": ["approval-timer", "signoff-waiting"],
             }
-            asked = await writer.post("/instances/cancel", data=form)
+            asked = await writer.post("/actions/cancel", data=form)
             assert 200 == asked.status_code
             assert "Cancel 2 instances?" in asked.text
             assert "waiting" == (await runner.get("approval-timer")).status.value
             with structlog.testing.capture_logs() as logs:
-                done = await writer.post("/instances/cancel", data={**form, "confirmed": "yes"})
+                done = await writer.post("/actions/cancel", data={**form, "confirmed": "yes"})
             assert "notice: cancelled 2 instances" == await notice_after(writer, done)
             for instance_id in ("approval-timer", "signoff-waiting"):
                 assert "cancelled" == (await runner.get(instance_id)).status.value
@@ -379,9 +396,9 @@ class TestActions:
         async with writing(storage) as (runner, writer):
             token = await token_of(writer, "/instances")
             form = {"token": token, "scope": "matching", "id": "approval"}
-            asked = await writer.post("/instances/cancel", data=form)
+            asked = await writer.post("/actions/cancel", data=form)
             assert "Cancel 2 instances?" in asked.text  # approval-cancelled has ended already
-            done = await writer.post("/instances/cancel", data={**form, "confirmed": "yes"})
+            done = await writer.post("/actions/cancel", data={**form, "confirmed": "yes"})
             assert "notice: cancelled 2 instances" == await notice_after(writer, done)
             for instance_id in ("approval-timer", "approval-pending"):
                 assert "cancelled" == (await runner.get(instance_id)).status.value
@@ -397,7 +414,7 @@ class TestActions:
                 "event": "approved",
                 "data": '{"by": "ana"}',
             }
-            done = await writer.post("/instances/approval-timer/resume", data=form)
+            done = await writer.post("/actions/resume/approval-timer", data=form)
             notice = await notice_after(writer, done)
             assert notice.startswith("notice: wait_for_event resumed with &#39;approved&#39;")
             with anyio.fail_after(GUARD):
@@ -430,7 +447,7 @@ class TestActions:
         async with writing(storage) as (runner, writer):
             token = await token_of(writer, "/instances/approval-timer")
             done = await writer.post(
-                "/instances/approval-timer/resume", data={"token": token, **form}
+                "/actions/resume/approval-timer", data={"token": token, **form}
             )
             notice = await notice_after(writer, done)
             assert notice.startswith("error: ")
@@ -442,7 +459,7 @@ class TestActions:
         async with writing(storage) as (runner, writer):
             token = await token_of(writer, "/instances/crawl-mapping")
             form = {"token": token, "event": "summarized", "data": '{"pages": 0}'}
-            done = await writer.post("/instances/crawl-mapping/send", data=form)
+            done = await writer.post("/actions/send/crawl-mapping", data=form)
             assert "notice: &#39;summarized&#39; sent" == await notice_after(writer, done)
             assert ["summarized"] == [m.event for m in (await runner.get("crawl-mapping")).messages]
 

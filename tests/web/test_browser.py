@@ -321,7 +321,7 @@ def test_graph_follows_the_instance_when_it_is_resumed_elsewhere(live: Server, p
     with httpx.Client(timeout=10) as client:
         token = token_of(client, url_of(live, "follow-signoff"))
         answer = client.post(
-            live.at("instances/follow-signoff/resume"),
+            live.at("actions/resume/follow-signoff"),
             data={"token": token, "step": "wait_for_event", "event": "signed"},
         )
     assert 303 == answer.status_code, answer.text
@@ -471,20 +471,20 @@ def test_read_only_dashboard_refuses_a_forged_post(
 ) -> None:
     """A POST to a read-only dashboard, from a client or a page, is refused (403); none acts."""
     posts = {
-        "instances/cancel": {"ids": "approval-timer", "confirmed": "yes", "token": "forged"},
-        "instances/approval-timer/resume": {"step": "wait_for_event", "event": "approved"},
-        "instances/signoff-waiting/send": {"event": "signed", "token": "forged"},
+        "actions/cancel": {"ids": "approval-timer", "confirmed": "yes", "token": "forged"},
+        "actions/resume/approval-timer": {"step": "wait_for_event", "event": "approved"},
+        "actions/send/signoff-waiting": {"event": "signed", "token": "forged"},
     }
     with httpx.Client(timeout=10) as client:
         for path, form in posts.items():
             answer = client.post(sqlite_readonly.at(path), data=form)
             assert 403 == answer.status_code, path
             assert "read-only" in answer.text
-    console.allow(r"status of 403 .*/instances/cancel\)$")
+    console.allow(r"status of 403 .*/actions/cancel\)$")
     page.goto(url_of(sqlite_readonly, "approval-timer"))
     fields = [["ids", "approval-timer"], ["confirmed", "yes"], ["scope", "selected"]]
     with page.expect_navigation() as navigation:
-        page.evaluate(FORGE, [sqlite_readonly.at("instances/cancel"), fields])
+        page.evaluate(FORGE, [sqlite_readonly.at("actions/cancel"), fields])
     assert navigation.value is not None
     assert 403 == navigation.value.status
     expect(page.locator("main h1")).to_have_text("Refused")
@@ -501,7 +501,7 @@ def test_read_write_dashboard_refuses_a_post_without_its_token_or_from_another_s
     with httpx.Client(timeout=10) as client:
         url = url_of(sqlite_live, "approval-timer")
         token = token_of(client, url)
-        resume = sqlite_live.at("instances/approval-timer/resume")
+        resume = sqlite_live.at("actions/resume/approval-timer")
         form = {"step": "wait_for_event", "event": "approved"}
         stale = client.post(resume, data={**form, "token": "stale"})
         assert 403 == stale.status_code
