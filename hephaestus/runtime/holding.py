@@ -246,15 +246,24 @@ def lock_key(schema: str) -> int:
 
 
 class _SessionHold:
-    """A connection holding a session-level advisory lock: closing it releases the lock."""
+    """A connection holding a session-level advisory lock.
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    Releasing unlocks it before closing the connection: the server ends a
+    closed session in its own time, and a runner entering next, at once, in
+    this process or another, must find the lock free.
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], key: int) -> None:
         self._conn: psycopg.AsyncConnection[Any] | None = conn
+        self._key = key
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            await _close(conn)
+        if conn is None:
+            return
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        await _close(conn)
 
 
 async def _close(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -277,8 +286,9 @@ async def _take_session(storage: PostgresStorage) -> _SessionHold:
             f"{storage!r} cannot open the runner's lock connection: {text_of(exc)}",
             transient=transient(exc),
         ) from exc
+    key = lock_key(storage.schema)
     try:
-        holder = await _lock_session(conn, lock_key(storage.schema), storage)
+        holder = await _lock_session(conn, key, storage)
     except psycopg.Error as exc:
         await _close(conn)
         raise StorageError(
@@ -288,7 +298,7 @@ async def _take_session(storage: PostgresStorage) -> _SessionHold:
         await _close(conn)
         raise
     if holder is None:
-        return _SessionHold(conn)
+        return _SessionHold(conn, key)
     await _close(conn)
     raise _held(storage, holder)
 

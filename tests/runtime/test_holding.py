@@ -405,6 +405,29 @@ class TestPostgres:
             async with entered(second):
                 pass
 
+    async def test_the_lock_is_free_when_the_runner_has_left(
+        self, postgres_dsn: str, schema: str
+    ) -> None:
+        """Leaving unlocks on the server before closing: no session of the runner holds it after."""
+        import psycopg
+
+        key = holding.lock_key(schema)
+        held = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::bigint::oid AND objid = %s::bigint::oid"
+        )
+        halves = ((key >> 32) & 0xFFFF_FFFF, key & 0xFFFF_FFFF)
+        async with (
+            storages(postgres_dsn, schema, 1) as (storage,),
+            await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as watcher,
+        ):
+            with anyio.fail_after(GUARD):
+                async with entered(storage):
+                    cursor = await watcher.execute(held, halves)
+                    assert (1,) == await cursor.fetchone()
+                cursor = await watcher.execute(held, halves)
+                assert (0,) == await cursor.fetchone()
+
     async def test_other_schemas_are_not_held(self, postgres_dsn: str, schema: str) -> None:
         """Runners on different schemas of one database run side by side."""
         other = f"{schema}_b"
