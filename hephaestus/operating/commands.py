@@ -44,9 +44,16 @@ from hephaestus.exceptions import (
     StorageHeld,
 )
 from hephaestus.operating import catalog, text, views
-from hephaestus.operating.database import ENV, Database, NoDatabase, acting, reading
+from hephaestus.operating.database import (
+    ENV,
+    Database,
+    NoDatabase,
+    acting,
+    delivery,
+    follows,
+    reading,
+)
 from hephaestus.runtime.ids import check_id
-from hephaestus.runtime.steering import SteeringRunner
 from hephaestus.runtime.storage import codec
 from hephaestus.runtime.storage.base import COUNT_FIELDS, MAX_PAGE, Page, Storage
 
@@ -622,20 +629,13 @@ async def _resume(args: argparse.Namespace) -> int:
         after = await runner.get(args.id)
     step = args.step or (next(iter(waiting)) if len(waiting) == 1 else None)
     report = {"id": args.id, "step": step, "event": args.event, "status": after.status.value}
-    then = _then(runner, f"now {after.status}")
+    then = follows(runner, after.status)
     _emit(
         args,
         report,
         lambda: text.console().print(f"{args.id}: {step} resumed with {args.event!r}; {then}"),
     )
     return 0
-
-
-def _then(runner: object, steered: str) -> str:
-    """What follows an accepted change: at once here, or when a worker applies it."""
-    if isinstance(runner, SteeringRunner):
-        return f"{steered}: the next runner to open the database goes on with it"
-    return "a worker of the distributed runner applies it"
 
 
 async def _send(args: argparse.Namespace) -> int:
@@ -645,18 +645,13 @@ async def _send(args: argparse.Namespace) -> int:
         with _checked():
             await runner.send(args.id, args.event, data)
         after = await runner.get(args.id)
-    if not isinstance(runner, SteeringRunner):
-        delivery = "sent"  # a letter in the instance's inbox, for its worker
-    elif len(after.messages) > len(before.messages):
-        delivery = "kept"
-    else:
-        delivery = "taken"
-    report = {"id": args.id, "event": args.event, "delivery": delivery}
+    delivered = delivery(runner, len(before.messages), len(after.messages))
+    report = {"id": args.id, "event": args.event, "delivery": delivered}
     what = {
         "kept": "kept until a step waits for it",
-        "taken": f"taken by the waiting step; {_then(runner, f'now {after.status}')}",
+        "taken": f"taken by the waiting step; {follows(runner, after.status)}",
         "sent": "sent: a worker of the distributed runner delivers it",
-    }[delivery]
+    }[delivered]
     _emit(args, report, lambda: text.console().print(f"{args.id}: {args.event!r} {what}"))
     return 0
 

@@ -30,13 +30,15 @@ import anyio
 import attrs
 
 from hephaestus.exceptions import HephaestusError
+from hephaestus.runtime.local import LocalRunner
+from hephaestus.runtime.steering import SteeringRunner
 from hephaestus.runtime.storage.base import Storage
 from hephaestus.runtime.storage.sqlite import SQLiteStorage
 
 if TYPE_CHECKING:
     from hephaestus.runtime.runner import Runner
 
-__all__ = ["ENV", "Database", "NoDatabase", "acting", "reading"]
+__all__ = ["ENV", "Database", "NoDatabase", "acting", "delivery", "follows", "reading"]
 
 ENV: Final = "HEPHAESTUS_DATABASE"
 """The environment variable read when ``--database`` is not given."""
@@ -125,6 +127,23 @@ async def acting(database: Database, name: str) -> AsyncIterator[Runner]:
 
     async with _opened(database) as storage, SteeringRunner(storage, name=name) as steering:
         yield steering
+
+
+def follows(runner: object, status: object) -> str:
+    """What follows a change ``runner`` accepted, the instance being ``status`` after it."""
+    if not isinstance(runner, LocalRunner):
+        return "a worker of the distributed runner applies it"
+    if isinstance(runner, SteeringRunner):
+        return f"now {status}: the next runner to open the database goes on with it"
+    return f"now {status}"
+
+
+def delivery(runner: object, kept_before: int, kept_after: int) -> str:
+    """What became of a message ``runner`` accepted: ``taken`` by a waiting step, ``kept``
+    for one to come, or ``sent`` to the distributed runner's worker, which decides."""
+    if not isinstance(runner, LocalRunner):
+        return "sent"
+    return "kept" if kept_after > kept_before else "taken"
 
 
 async def _probe(database: Database) -> bool:

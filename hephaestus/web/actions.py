@@ -24,8 +24,8 @@ from starlette.responses import Response
 
 from hephaestus._show import text_of
 from hephaestus.exceptions import HephaestusError, InstanceNotFound
+from hephaestus.operating.database import delivery, follows
 from hephaestus.runtime.ids import check_id
-from hephaestus.runtime.steering import SteeringRunner
 from hephaestus.web.pages import BadFilter, Filters
 from hephaestus.web.state import Dashboard, dashboard_of
 
@@ -70,13 +70,6 @@ def _data(form: FormData) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise BadFilter(f"the data must be a JSON object ({{...}}), got: {text}")
     return data
-
-
-def _then(runner: object, status: str) -> str:
-    """What follows an accepted change: at once here, or when a worker applies it."""
-    if isinstance(runner, SteeringRunner):
-        return f"now {status}: the next runner to open the database goes on with it"
-    return f"now {status}"
 
 
 # ---------------------------------------------------------------------- cancel
@@ -193,7 +186,9 @@ async def resume(request: Request) -> Response:
     async def act(runner: Any, data: Mapping[str, Any] | None) -> str:
         await runner.resume(instance_id, event, data, step=step)
         after = await runner.get(instance_id)
-        return f"{step or 'the waiting step'} resumed with {event!r}; {_then(runner, after.status)}"
+        return (
+            f"{step or 'the waiting step'} resumed with {event!r}; {follows(runner, after.status)}"
+        )
 
     return await _act(request, dashboard, form, instance_id, "resumed", event, act)
 
@@ -207,12 +202,13 @@ async def send(request: Request) -> Response:
     async def act(runner: Any, data: Mapping[str, Any] | None) -> str:
         before = await runner.get(instance_id)
         await runner.send(instance_id, event, data)
-        if not isinstance(runner, SteeringRunner):
-            return f"{event!r} sent"
         after = await runner.get(instance_id)
-        if len(after.messages) > len(before.messages):
+        delivered = delivery(runner, len(before.messages), len(after.messages))
+        if delivered == "sent":
+            return f"{event!r} sent: a worker of the distributed runner delivers it"
+        if delivered == "kept":
             return f"{event!r} kept until a step waits for it"
-        return f"{event!r} taken by the waiting step; {_then(runner, after.status)}"
+        return f"{event!r} taken by the waiting step; {follows(runner, after.status)}"
 
     return await _act(request, dashboard, form, instance_id, "message sent", event, act)
 

@@ -460,7 +460,8 @@ class TestActions:
             token = await token_of(writer, "/instances/crawl-mapping")
             form = {"token": token, "event": "summarized", "data": '{"pages": 0}'}
             done = await writer.post("/actions/send/crawl-mapping", data=form)
-            assert "notice: &#39;summarized&#39; sent" == await notice_after(writer, done)
+            notice = await notice_after(writer, done)
+            assert "notice: &#39;summarized&#39; kept until a step waits for it" == notice
             assert ["summarized"] == [m.event for m in (await runner.get("crawl-mapping")).messages]
 
 
