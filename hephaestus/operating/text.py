@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hephaestus.operating.views import iso
+from hephaestus.operating.views import iso, short
 
 __all__ = [
     "console",
@@ -60,11 +60,6 @@ def _table(*columns: str, **options: Any) -> Table:
     return table
 
 
-def _time(value: str | None) -> str:
-    """``2026-11-25T22:03:25.123+00:00`` as ``2026-11-25 22:03:25``."""
-    return "" if value is None else value[:19].replace("T", " ")
-
-
 def _status(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
 
@@ -80,7 +75,7 @@ def print_instances(out: Console, rows: Sequence[Mapping[str, Any]], after: str 
             row["id"],
             row["status"],
             f"{row['workflow'].rpartition(':')[2]} v{row['workflow_version']}",
-            _time(row["started_at"]),
+            short(row["started_at"]),
             ", ".join(row["waiting_steps"] or row["active_steps"]),
         )
         for row in rows
@@ -151,10 +146,10 @@ def print_detail(out: Console, data: Mapping[str, Any]) -> None:
     head.add_row("id", data["id"])
     head.add_row("workflow", f"{data['workflow']} v{data['workflow_version']}")
     head.add_row("status", _status(data["status"]))
-    head.add_row("started", _time(data["started_at"]))
-    head.add_row("updated", _time(data["updated_at"]))
+    head.add_row("started", short(data["started_at"]))
+    head.add_row("updated", short(data["updated_at"]))
     if data["ended_at"] is not None:
-        head.add_row("ended", _time(data["ended_at"]))
+        head.add_row("ended", short(data["ended_at"]))
     head.add_row("duration", _seconds(data["duration"]))
     out.print(head)
     if data["active_steps"]:
@@ -170,7 +165,7 @@ def print_detail(out: Console, data: Mapping[str, Any]) -> None:
         table = _table("WAITING STEP", "ACCEPTS", "TIMER (UTC)")
         for step in data["waiting_steps"]:
             timer = step["timer"]
-            due = "" if timer is None else f"{timer['event']} at {_time(timer['due'])}"
+            due = "" if timer is None else f"{timer['event']} at {short(timer['due'])}"
             table.add_row(step["step"], ", ".join(step["events"]), due)
         out.print(table)
     if data["messages"]:
@@ -178,7 +173,7 @@ def print_detail(out: Console, data: Mapping[str, Any]) -> None:
         table = _table("KEPT MESSAGE", "SENT (UTC)", "DATA KEYS")
         for message in data["messages"]:
             table.add_row(
-                message["event"], _time(message["sent_at"]), ", ".join(message["data_keys"])
+                message["event"], short(message["sent_at"]), ", ".join(message["data_keys"])
             )
         out.print(table)
     error = data["error"]
@@ -247,7 +242,7 @@ def _what(rec: Mapping[str, Any]) -> str:
             shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
             parts.append(f"{key} {shown}")
     if details.get("due") is not None:
-        parts.append(f"due {_time(iso(details['due']))[5:]}")
+        parts.append(f"due {short(iso(details['due']))[5:]}")
     return "  ".join(parts)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "iso",
     "mermaid",
     "record",
+    "short",
     "states",
     "summary",
 ]
@@ -41,6 +42,11 @@ def iso(ns: int | None) -> str | None:
     if ns is None:
         return None
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def short(value: str | None) -> str:
+    """An ``iso`` time as people read it: ``2026-11-25 22:03:25`` (empty for None)."""
+    return "" if value is None else value[:19].replace("T", " ")
 
 
 def summary(instance: Instance) -> dict[str, Any]:

@@ -14,14 +14,13 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 import jinja2
-import markupsafe
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from hephaestus.core.workflow import Workflow
-from hephaestus.operating import catalog
+from hephaestus.operating import catalog, views
 from hephaestus.runtime.storage.base import Storage
 from hephaestus.web import actions, pages
 from hephaestus.web.state import Acting, Dashboard
@@ -53,8 +52,6 @@ def create_app(
     """
     if runner is None and storage is None:
         raise TypeError("create_app needs a storage to read, or a runner whose storage it reads")
-    if not read_only and runner is None:
-        raise TypeError("read_only=False needs a runner: every action goes through its API")
     if storage is None and not _has_storage(runner):
         raise TypeError(f"{runner!r} has no storage: give create_app(storage=...)")
 
@@ -107,7 +104,7 @@ def build(
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters["markup"] = markupsafe.Markup  # only for what a module escaped itself
+    environment.filters["short"] = views.short
     dashboard = Dashboard(
         storage_of,
         acting,

@@ -250,15 +250,10 @@ async def _instances(request: Request) -> dict[str, Any]:
 def _row(instance: Instance) -> dict[str, Any]:
     row = views.summary(instance)
     row["name"] = instance.workflow.__qualname__
-    row["started"] = _time(row["started_at"])
+    row["started"] = views.short(row["started_at"])
     row["steps"] = ", ".join(row["active_steps"] + row["waiting_steps"])
     row["terminal"] = instance.terminal
     return row
-
-
-def _time(value: str | None) -> str:
-    """``2026-11-25T22:03:25.123+00:00`` as ``2026-11-25 22:03:25``."""
-    return "" if value is None else value[:19].replace("T", " ")
 
 
 # ---------------------------------------------------------------------- an instance
@@ -303,9 +298,9 @@ async def _instance(request: Request, *, history_all: bool) -> dict[str, Any]:
         "instance": found,
         "detail": detail,
         "keys": keys,
-        "started": _time(detail["started_at"]),
-        "updated": _time(detail["updated_at"]),
-        "ended": _time(detail["ended_at"]),
+        "started": views.short(detail["started_at"]),
+        "updated": views.short(detail["updated_at"]),
+        "ended": views.short(detail["ended_at"]),
         "graph": _drawn(views.graph(found.workflow, found)),
         "records": [_record(rec) for rec in shown],
         "hidden": len(records) - len(shown),
