@@ -15,7 +15,11 @@ _stop_slot = _registry._slot(names.WORKFLOW_STOP)
 
 
 def announce_end(
-    instance: Instance, advances: int, stacktrace: list[Any] | None, runner: type
+    instance: Instance,
+    advances: int,
+    stacktrace: list[Any] | None,
+    runner: type,
+    clock: emit.Clock | None = None,
 ) -> None:
     """``workflow:stop`` for a completed instance, ``workflow:exception`` for a failed one.
 
@@ -31,6 +35,7 @@ def announce_end(
                     "completed_steps": sorted(instance.completed_steps, key=_qualname),
                     "runner": runner,
                 },
+                clock=clock,
             )
     elif instance.status is Status.FAILED and instance.error is not None:
         error = instance.error
@@ -45,6 +50,7 @@ def announce_end(
                 "advance_count": advances,
                 "runner": runner,
             },
+            clock=clock,
         )
 
 

@@ -33,7 +33,6 @@ import inspect
 import itertools
 import os
 import random
-import time
 import traceback
 from collections import deque
 from collections.abc import (
@@ -75,6 +74,7 @@ from hephaestus.exceptions import (
     StorageError,
 )
 from hephaestus.runtime import holding
+from hephaestus.runtime.clock import SYSTEM_CLOCK, Clock
 from hephaestus.runtime.endings import announce_end
 from hephaestus.runtime.ids import check_id
 from hephaestus.runtime.inputs import check_start
@@ -196,7 +196,9 @@ class LocalRunner:
 
     ``storage`` defaults to a fresh :class:`MemoryStorage`; ``name`` names the
     runner in telemetry; ``max_concurrency`` caps how many steps execute at
-    once across all instances (None: no cap). Use it as an async context
+    once across all instances (None: no cap); ``clock`` is the clock it
+    reads every time from (default: the system's; ``hephaestus.runtime.clock``,
+    and ``hephaestus.testing.VirtualClock`` for tests). Use it as an async context
     manager: entering recovers the storage's unfinished instances, leaving
     stops every driver (in-flight steps are cancelled; the state stored after
     the last completed step stays, and a later runner on the same storage runs
@@ -214,7 +216,13 @@ class LocalRunner:
         *,
         name: str | None = None,
         max_concurrency: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(
+                "clock must be a hephaestus.runtime.clock.Clock (or a VirtualClock), "
+                f"got: {clock!r}"
+            )
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)
@@ -226,11 +234,20 @@ class LocalRunner:
         self.storage: Storage = storage if storage is not None else MemoryStorage()
         self.name = name if name is not None else f"local-{os.getpid()}-{id(self):x}"
         self._max_concurrency = max_concurrency
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        # Read on the hot path: the system clock's are time.time_ns and time.monotonic_ns.
+        self._now = self.clock.time_ns
+        self._mono = self.clock.monotonic_ns
+        # What the emitters are given (None: they read the system clock themselves), and
+        # whom to tell that this runner may have gone idle (a virtual clock only).
+        self._event_clock: Clock | None = None if self.clock is SYSTEM_CLOCK else self.clock
+        self._virtual = self.clock.virtual
+        self._dozing = 0  # branches sleeping until a retry, on the clock
         self._limiter: anyio.CapacityLimiter | None = None
         self._runs: dict[str, _Run] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._stopping = False
-        self._timers = TimerQueue(self._fire_timer)
+        self._timers = TimerQueue(self._fire_timer, self.clock)
         self._background: set[asyncio.Task[None]] = set()
         self._storage_hold: holding.Hold | None = None
         # Steps whose execute can simply be awaited (async, no timeout, no
@@ -268,8 +285,10 @@ class LocalRunner:
                 "runner": type(self),
                 "storage": type(self.storage),
                 "pid": os.getpid(),
-            }
+            },
+            clock=self._event_clock,
         )
+        self.clock._watch(self._idle)
         tg.start_soon(self._timers.run)
         self._recover(unfinished)
         return self
@@ -291,9 +310,10 @@ class LocalRunner:
             await tg.__aexit__(None, None, None)
             return None
         finally:
+            self.clock._unwatch(self._idle)
             self._tg = None
             self._runs.clear()
-            self._timers = TimerQueue(self._fire_timer)
+            self._timers = TimerQueue(self._fire_timer, self.clock)
             hold, self._storage_hold = self._storage_hold, None
             if hold is not None:
                 await hold.release()
@@ -324,7 +344,7 @@ class LocalRunner:
             run = _Run(instance)
             run.persisted = instance
             details = {"runner": self.name, "status": instance.status.value}
-            run.pending = [Record(h.RECOVERED, time.time_ns(), details=details)]
+            run.pending = [Record(h.RECOVERED, self._now(), details=details)]
             self._runs[instance.id] = run
             self._retime(run)
             if instance.status is not _WAITING:
@@ -335,6 +355,27 @@ class LocalRunner:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if self._virtual:
+            task.add_done_callback(self._poked)
+
+    def _poked(self, task: object = None) -> None:
+        """Tell a virtual clock that this runner may have gone idle."""
+        self.clock._poke()
+
+    def _idle(self) -> bool:
+        """Whether nothing runs here but waits for the clock (asked by a virtual clock).
+
+        Idle: no change is being computed or stored, every branch sleeps
+        until a retry, and no timer that fell due is still to fire.
+        """
+        if self._background or self._timers.due(self._now()):
+            return False
+        branches = 0
+        for run in self._runs.values():
+            if run.locked:
+                return False
+            branches += len(run.tasks or ())
+        return branches <= self._dozing
 
     def _check_running(self) -> None:
         if self._tg is None or self._stopping:
@@ -372,8 +413,8 @@ class LocalRunner:
             _PENDING,
             Context(initial),
             telemetry_metadata=metadata,
-            started_at=time.time_ns(),
-            started_monotonic=time.monotonic_ns(),
+            started_at=self._now(),
+            started_monotonic=self._mono(),
         )
         run = _Run(instance)
         self._runs[iid] = run  # claimed before any await: a concurrent start sees it
@@ -400,6 +441,7 @@ class LocalRunner:
                     "context_keys": list(instance.context.initial),
                     "runner": type(self),
                 },
+                clock=self._event_clock,
             )
         self._spawn(run)
 
@@ -438,16 +480,14 @@ class LocalRunner:
             run.done = asyncio.get_running_loop().create_future()
         done = run.done
         # Shielded: a waiter that times out must not cancel what other waiters await.
-        if timeout is None:
+        # The timeout is the caller's, in real time; a virtual clock may skip meanwhile.
+        with self.clock._expecting(done.done), anyio.move_on_after(timeout):
             await asyncio.shield(done)
-        else:
-            with anyio.move_on_after(timeout) as scope:
-                await asyncio.shield(done)
-            if scope.cancelled_caught and not done.done():
-                raise TimeoutError(
-                    f"instance {instance_id!r} is still {run.instance.status} "
-                    f"after {timeout} s (wait's timeout)"
-                )
+        if not done.done():
+            raise TimeoutError(
+                f"instance {instance_id!r} is still {run.instance.status} "
+                f"after {timeout} s (wait's timeout)"
+            )
         if not run.instance.terminal:
             raise RunnerStopped(
                 f"{self!r} stopped before instance {instance_id!r} ended "
@@ -511,7 +551,7 @@ class LocalRunner:
 
         def resumed(instance: Instance) -> _Computed[None]:
             target = waiting_step(instance, instance.waiting_steps, step)
-            now = time.time_ns()
+            now = self._now()
             applied = engine.resume_step(instance, target, event, now=now, data=sent)
             return self._resumption(run, instance, target, event, sent, applied, "external", now)
 
@@ -537,11 +577,11 @@ class LocalRunner:
             stored = await self.storage.get(instance_id)
             if stored is None:
                 raise InstanceNotFound(instance_id)
-            engine.send(stored, event, sent, now=time.time_ns())  # raises: it has ended
+            engine.send(stored, event, sent, now=self._now())  # raises: it has ended
             raise NotWaiting(f"instance {instance_id!r} is not driven by {self!r}")
 
         def delivered(instance: Instance) -> _Computed[None]:
-            now = time.time_ns()
+            now = self._now()
             applied, taker = engine.send(instance, event, sent, now=now)
             if taker is None:  # kept until a step parks for it
                 kept = Record(h.MESSAGE_KEPT, now, event=event, details={"data_keys": _keys(sent)})
@@ -559,7 +599,7 @@ class LocalRunner:
 
         def scheduled(instance: Instance) -> _Computed[None]:
             target = waiting_step(instance, instance.waiting_steps, step)
-            now = time.time_ns()
+            now = self._now()
             new = engine.schedule_timer(instance, target, now + int(delay * 1_000_000_000))
             return new, _changes(instance, new, now), lambda: self._retime(run)
 
@@ -593,7 +633,7 @@ class LocalRunner:
                 self._finish(run)
                 return new
 
-            return new, _changes(instance, new, time.time_ns()), after
+            return new, _changes(instance, new, self._now()), after
 
         return await self._change(run, cancelled)
 
@@ -685,6 +725,8 @@ class LocalRunner:
         finally:
             if not handed_over:
                 self._unlock(run)
+            if self._virtual:
+                self.clock._poke()
 
     async def _undo(self, run: _Run, before: Instance, count: int) -> None:
         """Write ``before`` back after a change whose caller was cancelled; then open the gate.
@@ -692,7 +734,7 @@ class LocalRunner:
         Its ``count`` records may have been written: an ``undone`` record says
         they did not take effect.
         """
-        undone = Record(h.UNDONE, time.time_ns(), details={"records": count})
+        undone = Record(h.UNDONE, self._now(), details={"records": count})
         try:
             await self._store(run, before, (undone,))
         except Exception:
@@ -805,7 +847,7 @@ class LocalRunner:
         def resumed(instance: Instance) -> _Computed[None]:
             if instance.timers.get(step) is not timer or instance.terminal:
                 return instance, (), _nothing  # a resume or a cancel came first
-            now = time.time_ns()
+            now = self._now()
             applied = engine.resume_step(instance, step, timer.event, now=now)
             return self._resumption(run, instance, step, timer.event, None, applied, "timeout", now)
 
@@ -848,11 +890,11 @@ class LocalRunner:
         self._retime(run)
         parked = None if run.parked_at is None else run.parked_at.pop(step, None)
         if parked is not None:
-            wait_duration = time.monotonic_ns() - parked
+            wait_duration = self._mono() - parked
         else:  # parked by another process: since the step before it completed
             history = before.execution_history
             since = history[-1].timestamp if history else before.started_at
-            wait_duration = max(time.time_ns() - since, 0)
+            wait_duration = max(self._now() - since, 0)
         emit.step_resume(
             before,
             step,
@@ -862,8 +904,11 @@ class LocalRunner:
                 "source": source,
                 "wait_duration": wait_duration,
             },
+            clock=self._event_clock,
         )
-        emit.workflow_transition(applied.instance, step, event, list(applied.activated), {})
+        emit.workflow_transition(
+            applied.instance, step, event, list(applied.activated), {}, clock=self._event_clock
+        )
         instance = applied.instance
         if instance.terminal:  # the steps it led to were all ruled out
             self._ended(run)
@@ -928,9 +973,9 @@ class LocalRunner:
                     if opening:
                         new = self._advance(run, before)
                         note = None
-                        records = () if new is before else _changes(before, new, time.time_ns())
+                        records = () if new is before else _changes(before, new, self._now())
                     elif type(outcome[0]) is Ok and item is None:  # the common case, inlined
-                        now = time.time_ns()
+                        now = self._now()
                         try:
                             applied = engine.apply_result(before, step, outcome[0], now=now)  # type: ignore[arg-type]
                         except Exception:  # refused: the engine changed nothing
@@ -1021,6 +1066,8 @@ class LocalRunner:
                 tasks.discard(asyncio.current_task())
                 if not tasks:
                     _set(run.settled)
+            if self._virtual:
+                self.clock._poke()
 
     def _advance(self, run: _Run, instance: Instance) -> Instance:
         """The engine's advance, announced by ``engine:advance``; the advanced instance."""
@@ -1029,11 +1076,11 @@ class LocalRunner:
         if not _advance_slot[0]:
             run.completed_since = 0
             return engine.advance(instance)
-        t0 = time.monotonic_ns()
+        t0 = self._mono()
         advanced = engine.advance(instance)
         emit.engine_advance(
             advanced,
-            time.monotonic_ns() - t0,
+            self._mono() - t0,
             {
                 "iteration": run.advances,
                 "status_before": status,
@@ -1041,6 +1088,7 @@ class LocalRunner:
                 "active_steps_count": len(advanced.active_steps),
                 "completed_in_advance": run.completed_since,
             },
+            clock=self._event_clock,
         )
         run.completed_since = 0
         return advanced
@@ -1108,7 +1156,16 @@ class LocalRunner:
 
     def _cancelled_by_sibling(self, run: _Run, step: type[Step], item: int | None) -> None:
         extra = _about(step, item)
-        emit.step_exception(run.instance, step, 0, "cancelled", "another step failed", None, extra)
+        emit.step_exception(
+            run.instance,
+            step,
+            0,
+            "cancelled",
+            "another step failed",
+            None,
+            extra,
+            clock=self._event_clock,
+        )
 
     async def _refused(
         self,
@@ -1133,11 +1190,20 @@ class LocalRunner:
             if before.terminal:
                 return
             if step is not None:
-                emit.step_exception(before, step, 0, kind, exc, None, _about(step, item, attempt=1))
+                emit.step_exception(
+                    before,
+                    step,
+                    0,
+                    kind,
+                    exc,
+                    None,
+                    _about(step, item, attempt=1),
+                    clock=self._event_clock,
+                )
             culprit = step or before.current_step or before.workflow.definition.start
             failed = engine.fail_step(before, culprit, kind, exc, item=item)
             run.stacktrace = _frames(exc)
-            now = time.time_ns()
+            now = self._now()
             records = _changes(before, failed, now)
             if step is not None:
                 records.insert(0, _failure(step, item, 1, kind, exc, 0, now, run.stacktrace))
@@ -1184,9 +1250,9 @@ class LocalRunner:
                     active_steps_count=count,
                     attempt=attempt,
                 )
-                emit.step_start(instance, step, extra)
+                emit.step_start(instance, step, extra, clock=self._event_clock)
             scopes = _scope_slot[0]
-            t0 = time.monotonic_ns()
+            t0 = self._mono()
             try:
                 if scopes:
                     result = await self._scoped(scopes, step, instance, config, item, attempt)
@@ -1215,19 +1281,20 @@ class LocalRunner:
                     emit.step_exception(
                         instance,
                         step,
-                        time.monotonic_ns() - t0,
+                        self._mono() - t0,
                         "cancelled",
                         "the step was cancelled",
                         None,
                         extra,
+                        clock=self._event_clock,
                     )
                     raise
             else:
-                return result, time.monotonic_ns() - t0, attempt
+                return result, self._mono() - t0, attempt
             finally:
                 if limiter is not None:
                     limiter.release()
-            duration = time.monotonic_ns() - t0
+            duration = self._mono() - t0
             retry = step.retry
             if retry is None or attempt >= retry.max_attempts:
                 return failure, duration, attempt
@@ -1239,7 +1306,7 @@ class LocalRunner:
                 failure.kind,
                 failure.reason,
                 duration,
-                time.time_ns(),
+                self._now(),
                 failure.stacktrace,
                 delay,
             )
@@ -1256,8 +1323,17 @@ class LocalRunner:
                 failure.reason,
                 failure.stacktrace,
                 extra,
+                clock=self._event_clock,
             )
-            await anyio.sleep(delay)
+            await self._doze(delay)
+
+    async def _doze(self, seconds: float) -> None:
+        """Sleep until a retry, on the clock (a virtual clock counts the branch as idle)."""
+        self._dozing += 1
+        try:
+            await self.clock.sleep(seconds)
+        finally:
+            self._dozing -= 1
 
     async def _scoped(
         self,
@@ -1317,7 +1393,7 @@ class LocalRunner:
         if kind is Error:
             failure = _Failed("error", result.reason, None, attempt)  # type: ignore[union-attr]
             return self._failed(before, step, item, failure, duration)
-        now = time.time_ns()
+        now = self._now()
         try:
             if item is None:
                 applied = engine.apply_result(before, step, result, now=now)  # type: ignore[arg-type]
@@ -1352,12 +1428,11 @@ class LocalRunner:
         records.extend(_resume_records(before, instance, step, taken.event, data, "message", now))
         return instance, (_TAKEN, step, item, instance, (duration, applied.activated)), records
 
-    @staticmethod
     def _failed(
-        before: Instance, step: type[Step], item: int | None, failure: _Failed, duration: int
+        self, before: Instance, step: type[Step], item: int | None, failure: _Failed, duration: int
     ) -> tuple[Instance, _Note, builtins.list[Record]]:
         failed = engine.fail_step(before, step, failure.kind, failure.reason, item=item)
-        now = time.time_ns()
+        now = self._now()
         records = [
             _failure(
                 step,
@@ -1387,9 +1462,11 @@ class LocalRunner:
                     has_metadata_updates=bool(result.metadata),
                     transitions_to=list(activated),
                 )
-                emit.step_stop(instance, step, duration, extra)
+                emit.step_stop(instance, step, duration, extra, clock=self._event_clock)
             if _transition_slot[0]:
-                emit.workflow_transition(instance, step, result.event, list(activated), {})
+                emit.workflow_transition(
+                    instance, step, result.event, list(activated), {}, clock=self._event_clock
+                )
             return activated  # type: ignore[no-any-return]
         if kind is _TAKEN:
             duration, activated = details
@@ -1399,6 +1476,7 @@ class LocalRunner:
                 step,
                 duration,
                 {"step_key": step.step_key, "instance_status": Status.WAITING},
+                clock=self._event_clock,
             )
             emit.step_resume(
                 instance,
@@ -1409,18 +1487,22 @@ class LocalRunner:
                     "source": "message",
                     "wait_duration": 0,
                 },
+                clock=self._event_clock,
             )
-            emit.workflow_transition(instance, step, event, list(activated), {})
+            emit.workflow_transition(
+                instance, step, event, list(activated), {}, clock=self._event_clock
+            )
             return activated  # type: ignore[no-any-return]
         if kind is _ASYNC:
             if run.parked_at is None:
                 run.parked_at = {}
-            run.parked_at[step] = time.monotonic_ns()
+            run.parked_at[step] = self._mono()
             emit.step_async(
                 instance,
                 step,
                 details,
                 {"step_key": step.step_key, "instance_status": instance.status},
+                clock=self._event_clock,
             )
             self._retime(run)
             return ()
@@ -1435,6 +1517,7 @@ class LocalRunner:
             failure.reason,
             failure.stacktrace,
             extra,
+            clock=self._event_clock,
         )
         return ()
 
@@ -1443,7 +1526,7 @@ class LocalRunner:
         instance = run.instance
         if self._runs.get(instance.id) is not run:
             return  # already finished (cancelled)
-        announce_end(instance, run.advances, run.stacktrace, type(self))
+        announce_end(instance, run.advances, run.stacktrace, type(self), self._event_clock)
         self._finish(run)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
+
+from hephaestus.runtime.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["TimerQueue"]
 
@@ -22,7 +23,7 @@ the live ones)."""
 
 
 class TimerQueue:
-    """Calls ``fire(*payload)`` when each timer falls due (wall-clock ns).
+    """Calls ``fire(*payload)`` when each timer falls due (wall-clock ns, by ``clock``).
 
     A timer that fell due while nothing ran fires at once. ``cancel`` drops
     a timer's payload at once, so that a resumed or cancelled instance is not
@@ -30,8 +31,9 @@ class TimerQueue:
     cancelled entries once they outnumber the live ones.
     """
 
-    def __init__(self, fire: Callable[..., None]) -> None:
+    def __init__(self, fire: Callable[..., None], clock: Clock = SYSTEM_CLOCK) -> None:
         self._fire = fire
+        self._clock = clock
         self._heap: list[Handle] = []
         self._seq = itertools.count()
         self._changed = anyio.Event()
@@ -40,6 +42,11 @@ class TimerQueue:
     def __len__(self) -> int:
         """How many timers are armed and not cancelled."""
         return len(self._heap) - self._cancelled
+
+    def due(self, now: int) -> bool:
+        """Whether a timer (perhaps cancelled) fell due by ``now`` and is still in the heap."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= now
 
     def arm(self, due: int, *payload: Any) -> Handle:
         """Fire ``payload`` at ``due`` (wall-clock ns since the epoch); return its handle."""
@@ -65,15 +72,16 @@ class TimerQueue:
     async def run(self) -> None:
         """Fire timers as they fall due, until cancelled."""
         heap = self._heap
+        clock = self._clock
         while True:
             if not heap:
                 await self._changed.wait()
                 self._changed = anyio.Event()
                 continue
             due = heap[0][0]
-            delay = (due - time.time_ns()) / 1e9
+            delay = (due - clock.time_ns()) / 1e9
             if delay > 0:
-                with anyio.move_on_after(delay):
+                with clock.move_on_after(delay):
                     await self._changed.wait()
                 if self._changed.is_set():
                     self._changed = anyio.Event()

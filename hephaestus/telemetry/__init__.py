@@ -38,7 +38,9 @@ from ._registry import detach as detach
 from ._registry import execute as execute
 from ._registry import list_handlers as list_handlers
 from ._registry import listening as listening
+from .events import Clock as Clock
 from .events import engine_advance as engine_advance
+from .events import now_ns as now_ns
 from .events import runner_init as runner_init
 from .events import step_async as step_async
 from .events import step_exception as step_exception
@@ -66,6 +68,7 @@ from .names import workflow_transition_event as workflow_transition_event
 
 __all__ = [
     "HANDLER_FAILURE_EVENT",
+    "Clock",
     "EventName",
     "Handler",
     "HandlerFunction",
@@ -82,6 +85,7 @@ __all__ = [
     "list_handlers",
     "listening",
     "metrics",
+    "now_ns",
     "runner_init",
     "runner_init_event",
     "step_async",

@@ -65,6 +65,11 @@ HANDLER_FAILURE_EVENT: EventName = ("telemetry", "handler", "failure")
 
 _logger = structlog.get_logger("hephaestus.telemetry")
 
+event_clock: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "hephaestus_event_clock", default=None
+)
+"""The clock of the runner whose event the handlers are handling (None: the system's)."""
+
 carried: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
     "hephaestus_carried", default=None
 )

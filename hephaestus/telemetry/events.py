@@ -16,7 +16,9 @@ Metadata is merged in this order, later wins: the instance's
 that event's metadata. The caller's mappings are never mutated.
 
 Durations are integer nanoseconds of ``time.monotonic_ns()``; ``system_time``
-is ``time.time_ns()``.
+is ``time.time_ns()``: both read from the emitting runner's clock when it
+passes one (``clock=``; ``hephaestus.runtime.clock``), and a handler reads that
+clock's time with :func:`now_ns`.
 """
 
 from __future__ import annotations
@@ -24,19 +26,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from operator import attrgetter
 from time import monotonic_ns, time_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hephaestus.core.instance import Status
 
 from . import names
-from ._registry import _dispatch, _slot
+from ._registry import _dispatch, _slot, event_clock
 
 if TYPE_CHECKING:
     from hephaestus.core.instance import Instance
     from hephaestus.core.step import Step
 
 __all__ = [
+    "Clock",
     "engine_advance",
+    "now_ns",
     "runner_init",
     "step_async",
     "step_exception",
@@ -81,13 +85,51 @@ _qualname = attrgetter("__qualname__")
 # fields: the display builds an intermediate dict and costs about 40% more.
 
 
-def _elapsed(instance: Instance) -> int:
+class Clock(Protocol):
+    """What the emitters read from a runner's clock (``hephaestus.runtime.clock.Clock``)."""
+
+    def time_ns(self) -> int: ...
+
+    def monotonic_ns(self) -> int: ...
+
+
+def now_ns() -> int:
+    """The wall-clock time by the clock of the event being handled, in ns since the epoch.
+
+    Inside a handler, the time of the clock of the runner that emits the
+    event (a test's virtual clock, say); elsewhere, and for a runner on the
+    system's clock, ``time.time_ns()``.
+    """
+    clock = event_clock.get()
+    return time_ns() if clock is None else clock.time_ns()
+
+
+def _send(
+    handlers: Any,
+    name: Any,
+    measurements: dict[str, Any],
+    metadata: dict[str, Any],
+    clock: Clock,
+) -> None:
+    """Dispatch, with ``clock`` made the one :func:`now_ns` reads while the handlers run."""
+    token = event_clock.set(clock)
+    try:
+        _dispatch(handlers, name, measurements, metadata)
+    finally:
+        event_clock.reset(token)
+
+
+def _elapsed(instance: Instance, clock: Clock | None) -> int:
     """Nanoseconds since the instance started: monotonic in its own process, else wall clock.
 
     After a restart the monotonic start belonged to another process and is not
     kept, so the duration comes from the wall clock; a clock set backwards
     gives 0 rather than a negative duration.
     """
+    if clock is not None:
+        if instance.started_monotonic is not None:
+            return clock.monotonic_ns() - instance.started_monotonic
+        return max(clock.time_ns() - instance.started_at, 0)
     if instance.started_monotonic is not None:
         return monotonic_ns() - instance.started_monotonic
     return max(time_ns() - instance.started_at, 0)
@@ -106,7 +148,9 @@ def _take(
         metadata.pop(key, None)
 
 
-def workflow_start(instance: Instance, extra_metadata: Mapping[str, Any]) -> None:
+def workflow_start(
+    instance: Instance, extra_metadata: Mapping[str, Any], *, clock: Clock | None = None
+) -> None:
     """Emit ``workflow:start`` when a runner creates an instance (not when it recovers one).
 
     Measurements: ``system_time``. Metadata: ``instance_id``, ``workflow``,
@@ -120,10 +164,16 @@ def workflow_start(instance: Instance, extra_metadata: Mapping[str, Any]) -> Non
     metadata["instance_id"] = instance.id
     metadata["workflow"] = instance.workflow
     metadata["workflow_version"] = instance.workflow_version
-    _dispatch(handlers, _WORKFLOW_START, {"system_time": time_ns()}, metadata)
+    now = time_ns() if clock is None else clock.time_ns()
+    if clock is None:
+        _dispatch(handlers, _WORKFLOW_START, {"system_time": now}, metadata)
+    else:
+        _send(handlers, _WORKFLOW_START, {"system_time": now}, metadata, clock)
 
 
-def workflow_stop(instance: Instance, extra_metadata: Mapping[str, Any]) -> None:
+def workflow_stop(
+    instance: Instance, extra_metadata: Mapping[str, Any], *, clock: Clock | None = None
+) -> None:
     """Emit ``workflow:stop`` when an instance completes.
 
     Measurements: ``duration`` (since the instance started), ``step_count``
@@ -140,9 +190,12 @@ def workflow_stop(instance: Instance, extra_metadata: Mapping[str, Any]) -> None
     metadata["workflow"] = instance.workflow
     metadata["workflow_version"] = instance.workflow_version
     metadata["status"] = Status.COMPLETED
-    measurements: dict[str, Any] = {"duration": _elapsed(instance)}
+    measurements: dict[str, Any] = {"duration": _elapsed(instance, clock)}
     _take(metadata, extra_metadata, ("step_count", "advance_count"), measurements)
-    _dispatch(handlers, _WORKFLOW_STOP, measurements, metadata)
+    if clock is None:
+        _dispatch(handlers, _WORKFLOW_STOP, measurements, metadata)
+    else:
+        _send(handlers, _WORKFLOW_STOP, measurements, metadata, clock)
 
 
 def workflow_exception(
@@ -151,6 +204,8 @@ def workflow_exception(
     reason: object,
     stacktrace: list[Any] | None,
     extra_metadata: Mapping[str, Any],
+    *,
+    clock: Clock | None = None,
 ) -> None:
     """Emit ``workflow:exception`` when an instance fails.
 
@@ -171,7 +226,11 @@ def workflow_exception(
     metadata["reason"] = reason
     metadata["stacktrace"] = stacktrace
     metadata["status"] = Status.FAILED
-    _dispatch(handlers, _WORKFLOW_EXCEPTION, {"duration": _elapsed(instance)}, metadata)
+    measurements = {"duration": _elapsed(instance, clock)}
+    if clock is None:
+        _dispatch(handlers, _WORKFLOW_EXCEPTION, measurements, metadata)
+    else:
+        _send(handlers, _WORKFLOW_EXCEPTION, measurements, metadata, clock)
 
 
 def workflow_transition(
@@ -180,6 +239,8 @@ def workflow_transition(
     event: str,
     targets: Iterable[type[Step]],
     extra_metadata: Mapping[str, Any],
+    *,
+    clock: Clock | None = None,
 ) -> None:
     """Emit ``workflow:transition`` after a completed step's targets are activated.
 
@@ -204,11 +265,21 @@ def workflow_transition(
     metadata["event"] = event
     metadata["targets"] = ordered
     metadata["fan_out"] = count > 1
-    measurements = {"targets_count": count, "system_time": time_ns()}
-    _dispatch(handlers, _WORKFLOW_TRANSITION, measurements, metadata)
+    now = time_ns() if clock is None else clock.time_ns()
+    measurements = {"targets_count": count, "system_time": now}
+    if clock is None:
+        _dispatch(handlers, _WORKFLOW_TRANSITION, measurements, metadata)
+    else:
+        _send(handlers, _WORKFLOW_TRANSITION, measurements, metadata, clock)
 
 
-def step_start(instance: Instance, step: type[Step], extra_metadata: Mapping[str, Any]) -> None:
+def step_start(
+    instance: Instance,
+    step: type[Step],
+    extra_metadata: Mapping[str, Any],
+    *,
+    clock: Clock | None = None,
+) -> None:
     """Emit ``step:start`` before a step's ``execute`` runs.
 
     Measurements: ``system_time``. Metadata: ``instance_id``, ``workflow``,
@@ -224,11 +295,20 @@ def step_start(instance: Instance, step: type[Step], extra_metadata: Mapping[str
     metadata["workflow"] = instance.workflow
     metadata["workflow_version"] = instance.workflow_version
     metadata["step"] = step
-    _dispatch(handlers, _STEP_START, {"system_time": time_ns()}, metadata)
+    now = time_ns() if clock is None else clock.time_ns()
+    if clock is None:
+        _dispatch(handlers, _STEP_START, {"system_time": now}, metadata)
+    else:
+        _send(handlers, _STEP_START, {"system_time": now}, metadata, clock)
 
 
 def step_stop(
-    instance: Instance, step: type[Step], duration: int, extra_metadata: Mapping[str, Any]
+    instance: Instance,
+    step: type[Step],
+    duration: int,
+    extra_metadata: Mapping[str, Any],
+    *,
+    clock: Clock | None = None,
 ) -> None:
     """Emit ``step:stop`` when a step returns ``Ok``.
 
@@ -246,7 +326,10 @@ def step_stop(
     metadata["workflow"] = instance.workflow
     metadata["workflow_version"] = instance.workflow_version
     metadata["step"] = step
-    _dispatch(handlers, _STEP_STOP, {"duration": duration}, metadata)
+    if clock is None:
+        _dispatch(handlers, _STEP_STOP, {"duration": duration}, metadata)
+    else:
+        _send(handlers, _STEP_STOP, {"duration": duration}, metadata, clock)
 
 
 def step_exception(
@@ -257,6 +340,8 @@ def step_exception(
     reason: object,
     stacktrace: list[Any] | None,
     extra_metadata: Mapping[str, Any],
+    *,
+    clock: Clock | None = None,
 ) -> None:
     """Emit ``step:exception`` when a step returns ``Error``, raises or times out.
 
@@ -276,11 +361,19 @@ def step_exception(
     metadata["kind"] = kind
     metadata["reason"] = reason
     metadata["stacktrace"] = stacktrace
-    _dispatch(handlers, _STEP_EXCEPTION, {"duration": duration}, metadata)
+    if clock is None:
+        _dispatch(handlers, _STEP_EXCEPTION, {"duration": duration}, metadata)
+    else:
+        _send(handlers, _STEP_EXCEPTION, {"duration": duration}, metadata, clock)
 
 
 def step_async(
-    instance: Instance, step: type[Step], duration: int, extra_metadata: Mapping[str, Any]
+    instance: Instance,
+    step: type[Step],
+    duration: int,
+    extra_metadata: Mapping[str, Any],
+    *,
+    clock: Clock | None = None,
 ) -> None:
     """Emit ``step:async`` when a step returns ``Async()`` and parks.
 
@@ -297,10 +390,19 @@ def step_async(
     metadata["workflow"] = instance.workflow
     metadata["workflow_version"] = instance.workflow_version
     metadata["step"] = step
-    _dispatch(handlers, _STEP_ASYNC, {"duration": duration}, metadata)
+    if clock is None:
+        _dispatch(handlers, _STEP_ASYNC, {"duration": duration}, metadata)
+    else:
+        _send(handlers, _STEP_ASYNC, {"duration": duration}, metadata, clock)
 
 
-def step_resume(instance: Instance, step: type[Step], extra_metadata: Mapping[str, Any]) -> None:
+def step_resume(
+    instance: Instance,
+    step: type[Step],
+    extra_metadata: Mapping[str, Any],
+    *,
+    clock: Clock | None = None,
+) -> None:
     """Emit ``step:resume`` when a parked step is resumed (by a caller or its timer).
 
     Measurements: ``system_time``, ``wait_duration`` (taken from
@@ -317,12 +419,22 @@ def step_resume(instance: Instance, step: type[Step], extra_metadata: Mapping[st
     metadata["workflow"] = instance.workflow
     metadata["workflow_version"] = instance.workflow_version
     metadata["step"] = step
-    measurements: dict[str, Any] = {"system_time": time_ns()}
+    now = time_ns() if clock is None else clock.time_ns()
+    measurements: dict[str, Any] = {"system_time": now}
     _take(metadata, extra_metadata, ("wait_duration",), measurements)
-    _dispatch(handlers, _STEP_RESUME, measurements, metadata)
+    if clock is None:
+        _dispatch(handlers, _STEP_RESUME, measurements, metadata)
+    else:
+        _send(handlers, _STEP_RESUME, measurements, metadata, clock)
 
 
-def engine_advance(instance: Instance, duration: int, extra_metadata: Mapping[str, Any]) -> None:
+def engine_advance(
+    instance: Instance,
+    duration: int,
+    extra_metadata: Mapping[str, Any],
+    *,
+    clock: Clock | None = None,
+) -> None:
     """Emit ``engine:advance`` after each call of the engine's ``advance`` by the runner.
 
     Measurements: ``duration`` (of the advance), ``active_steps_count`` and
@@ -340,10 +452,13 @@ def engine_advance(instance: Instance, duration: int, extra_metadata: Mapping[st
     metadata["workflow_version"] = instance.workflow_version
     measurements: dict[str, Any] = {"duration": duration}
     _take(metadata, extra_metadata, ("active_steps_count", "completed_in_advance"), measurements)
-    _dispatch(handlers, _ENGINE_ADVANCE, measurements, metadata)
+    if clock is None:
+        _dispatch(handlers, _ENGINE_ADVANCE, measurements, metadata)
+    else:
+        _send(handlers, _ENGINE_ADVANCE, measurements, metadata, clock)
 
 
-def runner_init(extra_metadata: Mapping[str, Any]) -> None:
+def runner_init(extra_metadata: Mapping[str, Any], *, clock: Clock | None = None) -> None:
     """Emit ``runner:init`` once when a runner starts.
 
     Measurements: ``system_time``. Metadata: ``extra_metadata`` as given
@@ -352,4 +467,8 @@ def runner_init(extra_metadata: Mapping[str, Any]) -> None:
     handlers = _runner_init[0]
     if not handlers:
         return
-    _dispatch(handlers, _RUNNER_INIT, {"system_time": time_ns()}, dict(extra_metadata))
+    now = time_ns() if clock is None else clock.time_ns()
+    if clock is None:
+        _dispatch(handlers, _RUNNER_INIT, {"system_time": now}, dict(extra_metadata))
+    else:
+        _send(handlers, _RUNNER_INIT, {"system_time": now}, dict(extra_metadata), clock)
