@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# The fixtures of docs/testing.md (the package registers them as a pytest11 entry point,
+# which pyproject's addopts turns off here so that coverage sees hephaestus imported).
+pytest_plugins = ["hephaestus.testing.plugin"]
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 

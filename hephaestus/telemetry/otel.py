@@ -49,7 +49,6 @@ import random
 import threading
 import traceback
 from collections.abc import Mapping, Sequence
-from time import time_ns
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -68,6 +67,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from . import _registry, names
+from .events import now_ns
 
 __all__ = [
     "CALLER_KEY",
@@ -242,7 +242,6 @@ class _StepScope:
         attempt = self.bridge.attempts.get(self.key)
         if attempt is not None:
             workflow = self.bridge.context_of(metadata, self.instance.id, self.instance.workflow)
-            attempt.start = time_ns()  # closer to execute than step:start's system_time
             context = SpanContext(workflow.trace_id, attempt.span_id, False, workflow.trace_flags)
         else:  # a spread step's run for a driver elsewhere, or started before instrument()
             found = _parse(metadata.get(STEP_KEY))
@@ -401,7 +400,7 @@ class _Bridge:
         attributes = self.attributes(metadata)
         if error_type is not None:
             attributes["error.type"] = error_type
-        end = time_ns()
+        end = now_ns()  # the emitting runner's clock
         recorder.record(
             _workflow_span_name(metadata),
             context,
@@ -439,7 +438,7 @@ class _Bridge:
         recorder = self.recorder()
         if recorder is None or not context.trace_flags.sampled:
             return
-        now = time_ns()
+        now = now_ns()
         if attempt is None:  # started before instrument(), or never started (refused)
             attempt = _Attempt(self.span_id(), now - duration, metadata.get("attempt"))
         end = attempt.start + duration if measured else now

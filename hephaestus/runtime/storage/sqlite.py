@@ -332,7 +332,7 @@ class SQLiteStorage:
             op, arg = request[0], request[1]
             if op == "put":
                 try:
-                    rows = _row(arg[0], now), _log(arg[0].id, arg[1])
+                    rows = _row(arg[0], arg[1], now), _log(arg[0].id, arg[1])
                 except Exception as exc:
                     settled.append((request[2], None, self._error(exc, "put"), request[3]))
                 else:
@@ -377,16 +377,18 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | MemoryError)
 
 
-def _row(instance: Instance, now: float) -> tuple[Any, ...]:
+def _row(instance: Instance, history: Sequence[Record], now: float) -> tuple[Any, ...]:
+    """The instance's row. A runner's put brings records: their times (its clock's) stamp it."""
     state = codec.dumps(instance)
+    updated = history[-1].at / 1e9 if history else now
     return (
         instance.id,
         codec.import_path(instance.workflow),
         instance.workflow_version,
         instance.status.value,
         state,
-        now,
-        now,
+        instance.started_at / 1e9 if instance.started_at else updated,
+        updated,
     )
 
 
