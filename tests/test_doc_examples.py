@@ -43,6 +43,35 @@ def test_example_runs(page: str, holding: str) -> None:
     exec(compile(code, f"docs/{page}", "exec"), {"__name__": "docs_example"})
 
 
+def test_the_testing_guide_runs(tmp_path: Path) -> None:
+    """docs/testing.md's files make a project whose tests pass with the installed plugin alone.
+
+    The blocks that start with ``# file: <name>`` are written as files of a
+    fresh directory (no conftest), and pytest runs there as a user's project
+    would; the others run as they are.
+    """
+    tests = 0
+    for code in BLOCK.findall((DOCS / "testing.md").read_text()):
+        first, _, rest = code.partition("\n")
+        if not first.startswith("# file: "):
+            exec(compile(code, "docs/testing.md", "exec"), {"__name__": "docs_example"})
+            continue
+        (tmp_path / first.removeprefix("# file: ")).write_text(rest)
+        tests += rest.count("\nasync def test_") + rest.count("\ndef test_")
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-cov"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert 0 == result.returncode, result.stdout + result.stderr
+    assert tests >= 6
+    assert f"{tests} passed" in result.stdout
+
+
 SHELL = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -27,6 +26,7 @@ from hephaestus.core import history as h
 from hephaestus.core.history import Record
 from hephaestus.core.instance import Instance
 from hephaestus.exceptions import StorageError
+from hephaestus.runtime.clock import SYSTEM_CLOCK, Clock
 from hephaestus.runtime.storage import codec
 from hephaestus.runtime.storage.postgres import PostgresStorage, utc
 
@@ -198,15 +198,22 @@ _CLAIM = (
 
 _PEEK = "SELECT epoch, (" + _INBOX + ") FROM heph_instances WHERE id = %(id)s"
 
+# ``wake_at`` holds due times stamped by the drivers' clock, so the worker compares it
+# with its own clock's time (``%(now)s``), not the database's ``now()``: a worker on a
+# virtual clock wakes the timers due by that clock. The lease (a due instance is woken
+# again if its drive job did not fix ``wake_at``) is counted on the same clock.
 _WAKE = (
-    "WITH due AS (SELECT id FROM heph_instances WHERE wake_at <= now()"
+    "WITH due AS (SELECT id FROM heph_instances WHERE wake_at <= %(now)s"
     " ORDER BY wake_at LIMIT 500 FOR UPDATE SKIP LOCKED),"
-    " up AS (UPDATE heph_instances i SET wake_at = now() + make_interval(secs => %(lease)s)"
+    " up AS (UPDATE heph_instances i SET wake_at = %(now)s + make_interval(secs => %(lease)s)"
     " FROM due WHERE i.id = due.id RETURNING i.id) " + _defer("up")
 )
 
 # Unfinished instances that no drive job will drive: not ended and untouched for
-# ``age`` seconds, or holding inbox rows that old, with no drive job to do.
+# ``age`` seconds, or holding inbox rows that old, with no drive job to do. A safety
+# net against lost jobs, counted in the database's real time (``now()``); a letter's
+# ``sent_at`` is its sender's clock, so letters from a virtual clock may look older or
+# younger than they are (at worst a redundant drive job, or a later rescue).
 _ORPHANS = (
     "WITH lost AS (SELECT i.id FROM heph_instances i"
     " WHERE i.status IN ('pending', 'running')"
@@ -236,12 +243,23 @@ def _letters(text: str) -> list[Letter]:
 
 
 class Backend:
-    """The pool, the procrastinate app and the SQL of one process (a runner or a worker)."""
+    """The pool, the procrastinate app and the SQL of one process (a runner or a worker).
 
-    def __init__(self, pool: AsyncConnectionPool[Conn], schema: str, app: procrastinate.App):
+    ``clock`` is the runner's or worker's: it stamps the letters and records
+    written here and says which timers are due (``wake``).
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Conn],
+        schema: str,
+        app: procrastinate.App,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
         self.pool = pool
         self.schema = schema
         self.app = app
+        self.clock = clock
         self.queue = queue_name(schema)
         self.steps_queue = queue_name(schema, "hephsteps")
         self.channel = f"{self.queue}_inbox"
@@ -324,7 +342,7 @@ class Backend:
             "id": instance_id,
             "token": token,
             "data": Jsonb(outcome),
-            "at": time.time_ns(),
+            "at": self.clock.time_ns(),
             "channel": self.channel,
         }
         await self._one(_ANSWER, params)
@@ -359,8 +377,12 @@ class Backend:
             )
 
     async def wake(self, lease: float) -> None:
-        """Defer a drive job for each instance whose timer is due (held ``lease`` seconds)."""
-        await self._one(_WAKE, {"lease": lease, "queue": self.queue})
+        """Defer a drive job for each instance whose timer is due by the clock.
+
+        Each is held ``lease`` seconds (of the clock) before it may be woken again.
+        """
+        now = utc(self.clock.time_ns())
+        await self._one(_WAKE, {"now": now, "lease": lease, "queue": self.queue})
 
     async def orphans(self, age: float) -> None:
         """Defer a drive job for each unfinished instance that nothing drives."""
@@ -384,7 +406,7 @@ class Backend:
                 return before
             new: Instance = cancel(before)
             stopped = [step.step_key for step in before.active_steps]
-            record = Record(h.CANCELLED, time.time_ns(), details={"stopped": stopped})
+            record = Record(h.CANCELLED, self.clock.time_ns(), details={"stopped": stopped})
             await conn.execute(
                 "UPDATE heph_instances SET status = %s, state = %s, epoch = epoch + 1,"
                 " wake_at = NULL, updated_at = now() WHERE id = %s",

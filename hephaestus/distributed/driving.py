@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import secrets
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +39,7 @@ from hephaestus.core.step import Config, Result, Step
 from hephaestus.distributed import spreading
 from hephaestus.distributed._backend import Backend, Letter
 from hephaestus.exceptions import HephaestusError, InstanceLost, StorageError
+from hephaestus.runtime.clock import Clock
 from hephaestus.runtime.local import LocalRunner, _Run, _scope_slot
 from hephaestus.runtime.storage import codec
 from hephaestus.runtime.storage.postgres import applying
@@ -55,14 +55,20 @@ class Driver(LocalRunner):
 
     ``hold`` is how far ahead a timer keeps its instance in this worker (the
     worker's polling interval: a later timer is woken by the polling).
+    ``clock`` (default: the backend's) is the worker's, read as a ``LocalRunner``
+    reads its clock.
     """
 
     # Every worker's driver shares the schema (their writes are fenced by the
     # instances' epochs): none holds it as a LocalRunner does.
     _holds_storage = False
 
-    def __init__(self, backend: Backend, *, name: str, hold: float) -> None:
-        super().__init__(backend.storage, name=name)
+    def __init__(
+        self, backend: Backend, *, name: str, hold: float, clock: Clock | None = None
+    ) -> None:
+        super().__init__(
+            backend.storage, name=name, clock=backend.clock if clock is None else clock
+        )
         self._backend = backend
         self._hold = hold
         self._epochs: dict[str, int] = {}
@@ -93,7 +99,7 @@ class Driver(LocalRunner):
         run.persisted = instance
         if attempt:
             details = {"runner": self.name, "status": instance.status.value}
-            run.pending = [Record(h.RECOVERED, time.time_ns(), details=details)]
+            run.pending = [Record(h.RECOVERED, self._now(), details=details)]
         self._runs[instance_id] = run
         self._epochs[instance_id] = epoch
         self._taken[instance_id] = set()
@@ -123,10 +129,10 @@ class Driver(LocalRunner):
             timers = run.instance.timers
             if timers and not run.instance.terminal:
                 due = min(timer.due for timer in timers.values())
-                wait = (due - time.time_ns()) / 1e9
+                wait = (due - self._now()) / 1e9
                 if wait <= self._hold:  # it fires here (or has fired: its change is on its way)
                     run.settled = loop.create_future()
-                    with anyio.move_on_after(max(wait, 0) + 0.05):
+                    with self.clock.move_on_after(max(wait, 0) + 0.05):
                         await run.settled
                     continue
             return
@@ -264,7 +270,7 @@ class Driver(LocalRunner):
                 else:
                     assert letter.step is not None
                     assert letter.delay is not None
-                    left = letter.delay - (time.time_ns() - letter.sent_at) / 1e9
+                    left = letter.delay - (self._now() - letter.sent_at) / 1e9
                     await self.schedule_resume(iid, codec.resolve(letter.step), max(left, 0.0))
                 return True
             except InstanceLost:
@@ -274,6 +280,7 @@ class Driver(LocalRunner):
                 if not exc.transient:
                     raise
                 attempt += 1
+                # In real time whatever the clock: it waits for the database to come back.
                 await anyio.sleep(min(0.005 * 2**attempt, 5.0))
             except HephaestusError as exc:  # it no longer applies (a timer came first, ...)
                 _logger.info(

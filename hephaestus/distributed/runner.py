@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -36,6 +35,7 @@ from hephaestus.exceptions import (
     RunnerStopped,
     UndeclaredEvent,
 )
+from hephaestus.runtime.clock import SYSTEM_CLOCK, Clock, check_clock
 from hephaestus.runtime.ids import check_id
 from hephaestus.runtime.inputs import check_start
 from hephaestus.runtime.storage import codec
@@ -58,6 +58,9 @@ class DistributedRunner:
     use ``search_path`` set to ``schema``, see ``make_pool``). ``schema`` is
     the PostgreSQL schema of the tables, created and migrated on entering.
     ``wait`` polls the instance, at most ``poll_interval`` seconds apart.
+    ``clock`` stamps what the runner writes (the instances' ``started_at``,
+    the letters' and records' times) and its telemetry, as ``LocalRunner``'s
+    (default: the system's; give the workers the same clock).
     """
 
     def __init__(
@@ -69,9 +72,13 @@ class DistributedRunner:
         name: str | None = None,
         poll_interval: float = 0.05,
         max_pool_size: int = 10,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock: Clock = check_clock(clock)
         if (dsn is None) == (pool is None):
             raise ValueError("give exactly one of dsn= and pool=")
+        # What the emitters are given (None: they read the system clock themselves).
+        self._event_clock: Clock | None = None if self.clock is SYSTEM_CLOCK else self.clock
         self.schema = check_schema(schema)
         self.name = name if name is not None else f"distributed-{os.getpid()}-{id(self):x}"
         self.poll_interval = poll_interval
@@ -97,9 +104,10 @@ class DistributedRunner:
                 await pool.close()
             raise
         self._pool = pool
-        self._backend = Backend(pool, self.schema, app)
+        self._backend = Backend(pool, self.schema, app, self.clock)
         emit.runner_init(
-            {"name": self.name, "runner": type(self), "storage": "postgres", "pid": os.getpid()}
+            {"name": self.name, "runner": type(self), "storage": "postgres", "pid": os.getpid()},
+            clock=self._event_clock,
         )
         return self
 
@@ -145,7 +153,7 @@ class DistributedRunner:
             Status.PENDING,
             Context(initial),
             telemetry_metadata=metadata,
-            started_at=time.time_ns(),
+            started_at=self.clock.time_ns(),
         )
         state = codec.encode(instance)  # refuses what it cannot store, before any SQL
         if not await backend.start(instance, state):
@@ -157,6 +165,7 @@ class DistributedRunner:
                 "context_keys": list(instance.context.initial),
                 "runner": type(self),
             },
+            clock=self._event_clock,
         )
         return iid
 
@@ -194,6 +203,8 @@ class DistributedRunner:
         check_id(instance_id)
         delay = min(0.005, self.poll_interval)
         instance = None
+        # In real time whatever the clock: the timeout is the caller's, and the polling
+        # looks at the database, which the workers change in real time.
         with anyio.move_on_after(timeout):
             while True:
                 instance = await storage.get(instance_id)
@@ -239,7 +250,7 @@ class DistributedRunner:
             event,
             step=codec.import_path(target),
             data=sent,
-            at=time.time_ns(),
+            at=self.clock.time_ns(),
         )
 
     async def send(
@@ -260,7 +271,7 @@ class DistributedRunner:
         if sent is not None:
             codec.encode_value(sent, "the data of the message")
         instance = await self._active(instance_id)
-        now = time.time_ns()
+        now = self.clock.time_ns()
         engine.send(instance, event, sent, now=now)  # raises: undeclared
         await backend.post(instance_id, "send", event, data=sent, at=now)
 
@@ -277,7 +288,7 @@ class DistributedRunner:
             "timeout",
             step=codec.import_path(target),
             delay=delay,
-            at=time.time_ns(),
+            at=self.clock.time_ns(),
         )
 
     async def cancel(self, instance_id: str) -> Instance:

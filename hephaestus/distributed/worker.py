@@ -11,10 +11,10 @@ or SIGTERM. A worker runs procrastinate's worker for the ``heph.drive`` jobs
 ``spreading``; their own queue and slots, so that drivers awaiting them never
 take the slots they need), and three loops beside it: it listens for the
 notifications of letters and cancels; every ``poll_interval`` seconds it
-defers a drive job for each instance whose timer is due; every
-``reconcile_every`` seconds it retries the drive jobs of workers whose
-heartbeat stopped ``stalled_after`` seconds ago (a killed process), and
-defers one for any unfinished instance that nothing drives.
+defers a drive job for each instance whose timer is due by the worker's
+clock; every ``reconcile_every`` seconds it retries the drive jobs of
+workers whose heartbeat stopped ``stalled_after`` seconds ago (a killed
+process), and defers one for any unfinished instance that nothing drives.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 from hephaestus.distributed import spreading
 from hephaestus.distributed._backend import DRIVE, Backend, Conn, check_schema, make_pool, migrate
 from hephaestus.distributed.driving import Driver
+from hephaestus.runtime.clock import Clock, check_clock
 from hephaestus.runtime.storage.postgres import utc
 
 __all__ = ["Worker"]
@@ -50,7 +51,8 @@ class _DriveRetry(procrastinate.BaseRetryStrategy):
     A worker stopping past its shutdown timeout aborts its drive jobs
     (``CancelledError``): another worker goes on from the last stored state.
     Anything else (the database away during a claim) is retried with a capped
-    backoff, 20 times.
+    backoff, 20 times. ``retry_at`` is procrastinate's, in real time whatever
+    the worker's clock: a retry waits for the world (a worker, the database).
     """
 
     def get_retry_decision(
@@ -88,6 +90,12 @@ class Worker:
     their last stored step). New work wakes the worker at once
     (LISTEN/NOTIFY); ``poll_interval`` is how often it looks for timers that
     fell due, so they fire up to that late.
+
+    ``clock`` is what the worker's driver reads, as a ``LocalRunner(clock=...)``
+    does (default: the system's): the times of the records it writes, the
+    due times of timers and which of them are due, telemetry's times. Give the
+    runners that start its instances the same clock. Its own intervals
+    (polling, heartbeat, reconciling, shutdown) are in real time.
     """
 
     def __init__(
@@ -105,7 +113,9 @@ class Worker:
         shutdown_timeout: float = 30.0,
         poll_interval: float = 0.5,
         max_pool_size: int = 10,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock: Clock = check_clock(clock)
         if (dsn is None) == (pool is None):
             raise ValueError("give exactly one of dsn= and pool=")
         if concurrency < 1:
@@ -160,8 +170,8 @@ class Worker:
             await migrate(pool, self.schema)
             app = procrastinate.App(connector=procrastinate.PsycopgConnector())
             async with app.open_async(pool=pool):
-                backend = Backend(pool, self.schema, app)
-                driver = Driver(backend, name=self.name, hold=self.poll_interval)
+                backend = Backend(pool, self.schema, app, self.clock)
+                driver = Driver(backend, name=self.name, hold=self.poll_interval, clock=self.clock)
 
                 async def drive(context: procrastinate.JobContext, instance_id: str) -> None:
                     assert context.job is not None
@@ -252,9 +262,11 @@ class Worker:
                 if not started:
                     started = True
                     task_status.started()
-                await anyio.sleep(1.0)
+                await anyio.sleep(1.0)  # real time, whatever the clock: the database's return
 
     async def _every(self, seconds: float, work: Any, backend: Backend) -> None:
+        # Polling and reconciling in real time, whatever the clock: they look at the
+        # database for what changed or was lost (``_wake`` asks the clock what is due).
         while True:
             await anyio.sleep(seconds)
             try:

@@ -27,7 +27,7 @@ from typing import ClassVar, Final
 
 import anyio
 
-__all__ = ["SYSTEM_CLOCK", "Clock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "check_clock"]
 
 
 class Clock:
@@ -86,3 +86,14 @@ class Clock:
 
 SYSTEM_CLOCK: Final = Clock()
 """The system's clock: what a runner reads unless it is given another."""
+
+
+def check_clock(clock: object) -> Clock:
+    """The clock a runner or worker reads (None: the system's); TypeError for anything else."""
+    if clock is None:
+        return SYSTEM_CLOCK
+    if not isinstance(clock, Clock):
+        raise TypeError(
+            f"clock must be a hephaestus.runtime.clock.Clock (or a VirtualClock), got: {clock!r}"
+        )
+    return clock

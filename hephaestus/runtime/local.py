@@ -74,7 +74,7 @@ from hephaestus.exceptions import (
     StorageError,
 )
 from hephaestus.runtime import holding
-from hephaestus.runtime.clock import SYSTEM_CLOCK, Clock
+from hephaestus.runtime.clock import SYSTEM_CLOCK, Clock, check_clock
 from hephaestus.runtime.endings import announce_end
 from hephaestus.runtime.ids import check_id
 from hephaestus.runtime.inputs import check_start
@@ -218,11 +218,6 @@ class LocalRunner:
         max_concurrency: int | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(
-                "clock must be a hephaestus.runtime.clock.Clock (or a VirtualClock), "
-                f"got: {clock!r}"
-            )
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)
@@ -234,7 +229,7 @@ class LocalRunner:
         self.storage: Storage = storage if storage is not None else MemoryStorage()
         self.name = name if name is not None else f"local-{os.getpid()}-{id(self):x}"
         self._max_concurrency = max_concurrency
-        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self.clock: Clock = check_clock(clock)
         # Read on the hot path: the system clock's are time.time_ns and time.monotonic_ns.
         self._now = self.clock.time_ns
         self._mono = self.clock.monotonic_ns
