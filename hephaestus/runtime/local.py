@@ -476,8 +476,12 @@ class LocalRunner:
         done = run.done
         # Shielded: a waiter that times out must not cancel what other waiters await.
         # The timeout is the caller's, in real time; a virtual clock may skip meanwhile.
-        with self.clock._expecting(done.done), anyio.move_on_after(timeout):
-            await asyncio.shield(done)
+        with self.clock._expecting(done.done) if self._virtual else _NO_EXPECTATION:
+            if timeout is None:
+                await asyncio.shield(done)
+            else:
+                with anyio.move_on_after(timeout):
+                    await asyncio.shield(done)
         if not done.done():
             raise TimeoutError(
                 f"instance {instance_id!r} is still {run.instance.status} "
@@ -1532,6 +1536,9 @@ _EXCEPTION: Final = "exception"
 _TAKEN: Final = "taken"  # parked, and took a message at once
 
 _T = TypeVar("_T")
+
+_NO_EXPECTATION: Final = contextlib.nullcontext()
+"""What ``wait`` enters on a clock that does not skip (a virtual one's ``_expecting``)."""
 
 
 def _refusal(exc: BaseException) -> str:
