@@ -360,14 +360,14 @@ class LocalRunner:
     def _idle(self) -> bool:
         """Whether nothing runs here but waits for the clock (asked by a virtual clock).
 
-        Idle: no change is being computed or stored, every branch sleeps
-        until a retry, and no timer that fell due is still to fire.
+        Idle: no start or change is being computed or stored, every branch
+        sleeps until a retry, and no timer that fell due is still to fire.
         """
         if self._background or self._timers.due(self._now()):
             return False
         branches = 0
         for run in self._runs.values():
-            if run.locked:
+            if run.locked or run.persisted is None:  # a change, or a start, on its way
                 return False
             branches += len(run.tasks or ())
         return branches <= self._dozing

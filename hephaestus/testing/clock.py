@@ -111,7 +111,12 @@ class VirtualClock(Clock):
     def move_on_after(self, seconds: float | None) -> Iterator[anyio.CancelScope]:
         """A cancel scope cancelled once the clock has moved ``seconds`` forward (None: never)."""
         scope = anyio.CancelScope()
-        entry = None if seconds is None else self._arm(max(seconds, 0.0), scope)
+        entry = None
+        if seconds is not None:
+            if seconds <= 0:
+                scope.cancel()  # due already, as anyio's
+            else:
+                entry = self._arm(seconds, scope)
         try:
             with scope:
                 yield scope

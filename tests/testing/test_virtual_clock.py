@@ -131,6 +131,15 @@ class TestAVirtualClock:
         with pytest.raises(ValueError, match="advance takes a number of seconds >= 0, got: -1"):
             await VirtualClock().advance(-1)
 
+    async def test_a_deadline_already_due_cancels_at_once_and_none_never(self) -> None:
+        clock = VirtualClock()
+        with clock.move_on_after(0) as due:
+            await anyio.lowlevel.checkpoint()
+        assert due.cancelled_caught
+        with clock.move_on_after(None) as never:
+            await clock.advance(10 * DAY)
+        assert not never.cancel_called
+
     async def test_move_on_after_is_cancelled_when_the_clock_gets_there(self) -> None:
         clock = VirtualClock()
         cancelled = anyio.Event()
