@@ -2,6 +2,11 @@
 
 Define steps (``Step`` subclasses returning ``Ok``, ``Async`` or ``Error``),
 join them in a ``Workflow``, and run it with a runner. See the README.
+
+Every type a step's annotations need is here: ``def execute(self, instance:
+Instance, config: Config, context: Context) -> Result`` (or ``async def``; the
+return type may be narrowed, to ``Ok`` for one). A telemetry handler's are in
+``hephaestus.telemetry``: ``EventName``, ``Measurements`` and ``Metadata``.
 """
 
 from hephaestus.core.history import Record as Record
@@ -12,8 +17,10 @@ from hephaestus.core.instance import Instance as Instance
 from hephaestus.core.instance import MapState as MapState
 from hephaestus.core.instance import Status as Status
 from hephaestus.core.step import Async as Async
+from hephaestus.core.step import Config as Config
 from hephaestus.core.step import Error as Error
 from hephaestus.core.step import Ok as Ok
+from hephaestus.core.step import Result as Result
 from hephaestus.core.step import Retry as Retry
 from hephaestus.core.step import Step as Step
 from hephaestus.core.workflow import Map as Map
@@ -65,6 +72,7 @@ __all__ = [
     "AlreadyRunning",
     "AmbiguousResume",
     "Async",
+    "Config",
     "Context",
     "Debug",
     "Done",
@@ -88,6 +96,7 @@ __all__ = [
     "PostgresStorage",
     "Record",
     "RemoteStepError",
+    "Result",
     "Retry",
     "Route",
     "RouteError",

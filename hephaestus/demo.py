@@ -1,7 +1,8 @@
 """The demo: an order workflow with a branch, a fan-out and join, a timer and an external event.
 
 ``hephaestus demo`` runs three orders through it, on the embedded durable
-storage (a SQLite file), with the LogHandler printing every telemetry event:
+storage (a SQLite file), with the LogHandler telling what happens (every
+telemetry event with ``-v``):
 one valid order, which parks on a one-second ``Wait`` and then on a
 ``WaitForEvent`` that the demo resumes, and one invalid order, which takes
 the other branch; both end at ``Done``. The third order is left waiting for

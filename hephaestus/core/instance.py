@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from hephaestus._show import shown, text_of
+
 if TYPE_CHECKING:
     from .step import Step
     from .workflow import Workflow
@@ -102,12 +104,51 @@ class Failure:
     """Why an instance failed: the step, the kind (error, exception, timeout) and the reason.
 
     ``item`` is the index of the failing item when the step is mapped, else None.
+    ``str(failure)`` says it in words::
+
+        step ExtractImages failed: timed out after 5 s (timeout)
+        step ResizeImage (item 3) failed: ValueError: not an image (exception)
+        step Charge failed: card declined (error)
     """
 
     step: type[Step]
     kind: str
     reason: Any
     item: int | None = None
+
+    @property
+    def explanation(self) -> str:
+        """What went wrong, without the step: ``"timed out after 5 s"``, ``"ValueError: ..."``.
+
+        A timeout says the step's ``timeout``; an exception is ``"Type: message"``
+        (as it is stored); an ``Error``'s reason is shown as itself when it is
+        text, else by ``repr``. Never raises, whatever the reason's ``str``.
+        """
+        if self.kind == "timeout":
+            limit = getattr(self.step, "timeout", None)
+            if isinstance(limit, int | float) and not isinstance(limit, bool):
+                return f"timed out after {_seconds(limit)} s"
+        reason = self.reason
+        if isinstance(reason, BaseException):
+            return text_of(reason)
+        if isinstance(reason, str):
+            return reason
+        return shown(reason, 1000)
+
+    def __str__(self) -> str:
+        name = getattr(self.step, "__qualname__", None)
+        step = name if isinstance(name, str) else shown(self.step)
+        if self.item is not None:
+            step = f"{step} (item {self.item})"
+        return f"step {step} failed: {self.explanation} ({self.kind})"
+
+
+def _seconds(value: float) -> str:
+    """``5.0`` -> ``"5"``, ``0.10537`` -> ``"0.105"``: seconds to the millisecond, no zeros."""
+    if value >= 100:
+        return f"{value:.0f}"
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text if text != "0" or value == 0 else f"{value:.1g}"
 
 
 @attrs.frozen

@@ -2,7 +2,12 @@
 
 A step is a class with ``events`` (every event it may return) and an
 ``execute(self, instance, config, context)`` method, ``async def`` or plain
-``def``. It returns one of three results:
+``def``. Fully annotated, it reads (every name imports from ``hephaestus``)::
+
+    async def execute(self, instance: Instance, config: Config, context: Context) -> Result:
+
+where the return type may be narrowed to what the step returns (``Ok``,
+``Ok | Error``, ...). It returns one of three results:
 
 - ``Ok(event, updates=None, metadata=None)``: done; ``updates`` land in
   ``context.steps[step_key]`` and ``metadata`` merges into the instance's
@@ -36,7 +41,11 @@ __all__ = [
 ]
 
 Config: TypeAlias = Mapping[str, Any] | None
-"""A step's configuration, given by the transition that targets it: ``(Step, {...})``."""
+"""A step's configuration, given by the transition that targets it: ``(Step, {...})``.
+
+None when the transition names the step alone. It is read-only (a ``Mapping``): annotate
+``execute``'s ``config`` with ``Config`` (or anything wider), not ``dict[str, Any]``.
+"""
 
 _BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -172,6 +181,10 @@ class Step:
     ``retry``, ``timeout`` (seconds), ``blocking`` (run a plain ``def``
     in a worker thread) and ``spread`` (the distributed runner may run it on
     any worker) are data that runners read.
+
+    Runners pass ``execute``'s arguments and the classmethods' ``config`` by
+    position, so the base declares them positional-only: an override may name
+    them as it likes (``_config`` for one it does not read).
     """
 
     events: ClassVar[tuple[str, ...]]
@@ -193,21 +206,21 @@ class Step:
             cls.step_key = snake_case(cls.__name__)
 
     def execute(
-        self, instance: Instance, config: Config, context: Context
+        self, instance: Instance, config: Config, context: Context, /
     ) -> Result | Awaitable[Result]:
         """Do the step's work and return ``Ok``, ``Async`` or ``Error``."""
         raise NotImplementedError(f"{type(self).__qualname__}.execute is not defined")
 
     @classmethod
-    def declared_events(cls, config: Config) -> tuple[str, ...]:
+    def declared_events(cls, config: Config, /) -> tuple[str, ...]:
         """The events this step may return under ``config`` (``events`` by default)."""
         return cls.events
 
     @classmethod
-    def check_config(cls, config: Config) -> None:
+    def check_config(cls, config: Config, /) -> None:
         """Raise ValueError for a config this step cannot run with; called at definition time."""
 
     @classmethod
-    def timer(cls, config: Config) -> float | None:
+    def timer(cls, config: Config, /) -> float | None:
         """Seconds after which a parked step resumes itself with ``"timeout"``; None: never."""
         return None

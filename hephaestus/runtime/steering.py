@@ -68,14 +68,17 @@ class SteeringRunner(LocalRunner):
     async def start(
         self, workflow: type[Workflow], context: Mapping[str, Any], **options: Any
     ) -> str:
+        """Refused: raises ``TypeError`` (a steering runner runs no instance)."""
         self._drives_nothing("start")
 
     async def run(
         self, workflow: type[Workflow], context: Mapping[str, Any], **options: Any
     ) -> Instance:
+        """Refused: raises ``TypeError`` (a steering runner runs no instance)."""
         self._drives_nothing("run")
 
     async def wait(self, instance_id: str, *, timeout: float | None = None) -> Instance:  # noqa: ASYNC109  # the runner API's signature
+        """Refused: raises ``TypeError`` (a steering runner runs no instance)."""
         self._drives_nothing("wait")
 
     def _drives_nothing(self, method: str) -> NoReturn:

@@ -32,6 +32,8 @@ from ._registry import EventName as EventName
 from ._registry import Handler as Handler
 from ._registry import HandlerFunction as HandlerFunction
 from ._registry import HandlerId as HandlerId
+from ._registry import Measurements as Measurements
+from ._registry import Metadata as Metadata
 from ._registry import attach as attach
 from ._registry import attach_many as attach_many
 from ._registry import detach as detach
@@ -74,6 +76,8 @@ __all__ = [
     "HandlerFunction",
     "HandlerId",
     "LogHandler",
+    "Measurements",
+    "Metadata",
     "Metric",
     "attach",
     "attach_many",

@@ -39,6 +39,8 @@ __all__ = [
     "Handler",
     "HandlerFunction",
     "HandlerId",
+    "Measurements",
+    "Metadata",
     "attach",
     "attach_many",
     "detach",
@@ -53,11 +55,22 @@ EventName: TypeAlias = tuple[str, ...]
 HandlerId: TypeAlias = Hashable
 """What identifies a handler: any hashable value, usually a string."""
 
+Measurements: TypeAlias = Mapping[str, Any]
+"""What a handler reads as ``measurements``: annotate the parameter with it.
+
+The emitters pass a fresh dict, shared by every handler of the emission; a read-only
+``Mapping`` lets a type checker catch a handler that writes to it.
+"""
+
+Metadata: TypeAlias = Mapping[str, Any]
+"""What a handler reads as ``metadata``, read-only like ``Measurements``."""
+
 HandlerFunction: TypeAlias = Callable[[EventName, dict[str, Any], dict[str, Any], Any], object]
 """``function(event_name, measurements, metadata, config)``; its return value is ignored.
 
 ``measurements`` and ``metadata`` are fresh dicts for each emission, shared by
-every handler of that emission: read them, do not mutate them.
+every handler of that emission: read them, do not mutate them. A handler
+annotated ``(EventName, Measurements, Metadata, Any) -> None`` is one.
 """
 
 HANDLER_FAILURE_EVENT: EventName = ("telemetry", "handler", "failure")

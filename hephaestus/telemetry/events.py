@@ -88,9 +88,11 @@ _qualname = attrgetter("__qualname__")
 class Clock(Protocol):
     """What the emitters read from a runner's clock (``hephaestus.runtime.clock.Clock``)."""
 
-    def time_ns(self) -> int: ...
+    def time_ns(self) -> int:
+        """The wall-clock time, in nanoseconds since the epoch."""
 
-    def monotonic_ns(self) -> int: ...
+    def monotonic_ns(self) -> int:
+        """The monotonic time, in nanoseconds: durations are differences of it."""
 
 
 def now_ns() -> int:
