@@ -8,7 +8,7 @@ show to ``limit`` characters.
 
 from __future__ import annotations
 
-__all__ = ["shown", "storable", "text_of"]
+__all__ = ["seconds", "shown", "storable", "text_of"]
 
 
 def shown(value: object, limit: int = 80) -> str:
@@ -41,3 +41,11 @@ def storable(text: str) -> str:
         except UnicodeEncodeError:
             text = text.encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+def seconds(value: float) -> str:
+    """``5.0`` -> ``"5"``, ``0.10537`` -> ``"0.105"``: seconds to the millisecond, no zeros."""
+    if value >= 100:
+        return f"{value:.0f}"
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text if text != "0" or value == 0 else f"{value:.1g}"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from hephaestus._show import shown, text_of
+from hephaestus._show import seconds, shown, text_of
 
 if TYPE_CHECKING:
     from .step import Step
@@ -127,7 +127,7 @@ class Failure:
         if self.kind == "timeout":
             limit = getattr(self.step, "timeout", None)
             if isinstance(limit, int | float) and not isinstance(limit, bool):
-                return f"timed out after {_seconds(limit)} s"
+                return f"timed out after {seconds(limit)} s"
         reason = self.reason
         if isinstance(reason, BaseException):
             return text_of(reason)
@@ -141,14 +141,6 @@ class Failure:
         if self.item is not None:
             step = f"{step} (item {self.item})"
         return f"step {step} failed: {self.explanation} ({self.kind})"
-
-
-def _seconds(value: float) -> str:
-    """``5.0`` -> ``"5"``, ``0.10537`` -> ``"0.105"``: seconds to the millisecond, no zeros."""
-    if value >= 100:
-        return f"{value:.0f}"
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return text if text != "0" or value == 0 else f"{value:.1g}"
 
 
 @attrs.frozen

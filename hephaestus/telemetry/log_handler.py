@@ -48,6 +48,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import structlog
 
+from hephaestus._show import seconds
 from hephaestus.core.instance import Failure
 
 from . import names
@@ -120,10 +121,7 @@ def _seconds(value: object) -> str:
     """Seconds given as a number (a retry's delay): ``"0.105 s"``, ``"5 s"``."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return f"{value} s"
-    if value >= 100:
-        return f"{value:.0f} s"
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return f"{text if text != '0' or value == 0 else f'{value:.1g}'} s"
+    return f"{seconds(value)} s"
 
 
 def _step(metadata: Mapping[str, Any]) -> str | None:
