@@ -31,7 +31,7 @@ def announce_end(
     advances: int,
     stacktrace: list[Any] | None,
     runner: type,
-    clock: emit.Clock | None = None,
+    clock: emit.EventClock | None = None,
 ) -> None:
     """``workflow:stop`` for a completed instance, ``workflow:exception`` for a failed one.
 

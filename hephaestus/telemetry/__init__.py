@@ -40,7 +40,7 @@ from ._registry import detach as detach
 from ._registry import execute as execute
 from ._registry import list_handlers as list_handlers
 from ._registry import listening as listening
-from .events import Clock as Clock
+from .events import EventClock as EventClock
 from .events import engine_advance as engine_advance
 from .events import now_ns as now_ns
 from .events import runner_init as runner_init
@@ -70,7 +70,7 @@ from .names import workflow_transition_event as workflow_transition_event
 
 __all__ = [
     "HANDLER_FAILURE_EVENT",
-    "Clock",
+    "EventClock",
     "EventName",
     "Handler",
     "HandlerFunction",

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from hephaestus.core.step import Step
 
 __all__ = [
-    "Clock",
+    "EventClock",
     "engine_advance",
     "now_ns",
     "runner_init",
@@ -85,7 +85,7 @@ _qualname = attrgetter("__qualname__")
 # fields: the display builds an intermediate dict and costs about 40% more.
 
 
-class Clock(Protocol):
+class EventClock(Protocol):
     """What the emitters read from a runner's clock (``hephaestus.runtime.clock.Clock``)."""
 
     def time_ns(self) -> int:
@@ -111,7 +111,7 @@ def _send(
     name: Any,
     measurements: dict[str, Any],
     metadata: dict[str, Any],
-    clock: Clock,
+    clock: EventClock,
 ) -> None:
     """Dispatch, with ``clock`` made the one :func:`now_ns` reads while the handlers run."""
     token = event_clock.set(clock)
@@ -121,7 +121,7 @@ def _send(
         event_clock.reset(token)
 
 
-def _elapsed(instance: Instance, clock: Clock | None) -> int:
+def _elapsed(instance: Instance, clock: EventClock | None) -> int:
     """Nanoseconds since the instance started: monotonic in its own process, else wall clock.
 
     After a restart the monotonic start belonged to another process and is not
@@ -151,7 +151,7 @@ def _take(
 
 
 def workflow_start(
-    instance: Instance, extra_metadata: Mapping[str, Any], *, clock: Clock | None = None
+    instance: Instance, extra_metadata: Mapping[str, Any], *, clock: EventClock | None = None
 ) -> None:
     """Emit ``workflow:start`` when a runner creates an instance (not when it recovers one).
 
@@ -174,7 +174,7 @@ def workflow_start(
 
 
 def workflow_stop(
-    instance: Instance, extra_metadata: Mapping[str, Any], *, clock: Clock | None = None
+    instance: Instance, extra_metadata: Mapping[str, Any], *, clock: EventClock | None = None
 ) -> None:
     """Emit ``workflow:stop`` when an instance completes.
 
@@ -207,7 +207,7 @@ def workflow_exception(
     stacktrace: list[Any] | None,
     extra_metadata: Mapping[str, Any],
     *,
-    clock: Clock | None = None,
+    clock: EventClock | None = None,
 ) -> None:
     """Emit ``workflow:exception`` when an instance fails.
 
@@ -242,7 +242,7 @@ def workflow_transition(
     targets: Iterable[type[Step]],
     extra_metadata: Mapping[str, Any],
     *,
-    clock: Clock | None = None,
+    clock: EventClock | None = None,
 ) -> None:
     """Emit ``workflow:transition`` after a completed step's targets are activated.
 
@@ -280,7 +280,7 @@ def step_start(
     step: type[Step],
     extra_metadata: Mapping[str, Any],
     *,
-    clock: Clock | None = None,
+    clock: EventClock | None = None,
 ) -> None:
     """Emit ``step:start`` before a step's ``execute`` runs.
 
@@ -310,7 +310,7 @@ def step_stop(
     duration: int,
     extra_metadata: Mapping[str, Any],
     *,
-    clock: Clock | None = None,
+    clock: EventClock | None = None,
 ) -> None:
     """Emit ``step:stop`` when a step returns ``Ok``.
 
@@ -343,7 +343,7 @@ def step_exception(
     stacktrace: list[Any] | None,
     extra_metadata: Mapping[str, Any],
     *,
-    clock: Clock | None = None,
+    clock: EventClock | None = None,
 ) -> None:
     """Emit ``step:exception`` when a step returns ``Error``, raises or times out.
 
@@ -375,7 +375,7 @@ def step_async(
     duration: int,
     extra_metadata: Mapping[str, Any],
     *,
-    clock: Clock | None = None,
+    clock: EventClock | None = None,
 ) -> None:
     """Emit ``step:async`` when a step returns ``Async()`` and parks.
 
@@ -403,7 +403,7 @@ def step_resume(
     step: type[Step],
     extra_metadata: Mapping[str, Any],
     *,
-    clock: Clock | None = None,
+    clock: EventClock | None = None,
 ) -> None:
     """Emit ``step:resume`` when a parked step is resumed (by a caller or its timer).
 
@@ -435,7 +435,7 @@ def engine_advance(
     duration: int,
     extra_metadata: Mapping[str, Any],
     *,
-    clock: Clock | None = None,
+    clock: EventClock | None = None,
 ) -> None:
     """Emit ``engine:advance`` after each call of the engine's ``advance`` by the runner.
 
@@ -460,7 +460,7 @@ def engine_advance(
         _send(handlers, _ENGINE_ADVANCE, measurements, metadata, clock)
 
 
-def runner_init(extra_metadata: Mapping[str, Any], *, clock: Clock | None = None) -> None:
+def runner_init(extra_metadata: Mapping[str, Any], *, clock: EventClock | None = None) -> None:
     """Emit ``runner:init`` once when a runner starts.
 
     Measurements: ``system_time``. Metadata: ``extra_metadata`` as given
