@@ -69,9 +69,12 @@ async def _run_demo_on(path: str) -> list[Instance]:
 
 
 def _dsn(args: argparse.Namespace) -> str:
-    dsn: str | None = args.dsn or os.environ.get("HEPHAESTUS_DSN")
+    """``--dsn``, else ``$HEPHAESTUS_DSN``, else ``$HEPHAESTUS_DATABASE`` (as the operators')."""
+    dsn: str | None = (
+        args.dsn or os.environ.get("HEPHAESTUS_DSN") or os.environ.get("HEPHAESTUS_DATABASE")
+    )
     if not dsn:
-        raise SystemExit("hephaestus: give --dsn or set HEPHAESTUS_DSN")
+        raise SystemExit("hephaestus: give --dsn or set HEPHAESTUS_DSN (or HEPHAESTUS_DATABASE)")
     return dsn
 
 
@@ -137,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_commands(commands)
 
     def database(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--dsn", help="the PostgreSQL DSN (default: $HEPHAESTUS_DSN)")
+        command.add_argument(
+            "--dsn", help="the PostgreSQL DSN (default: $HEPHAESTUS_DSN, else $HEPHAESTUS_DATABASE)"
+        )
         command.add_argument("--schema", default="hephaestus", help="the PostgreSQL schema")
 
     worker = commands.add_parser("worker", help="run the distributed runner's jobs")

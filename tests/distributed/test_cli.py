@@ -56,6 +56,30 @@ class TestMigrate:
             "SELECT version FROM heph_schema_version"
         )
 
+    async def test_the_dsn_may_come_from_the_operator_commands_variable(
+        self, postgres_dsn: str, schema: str
+    ) -> None:
+        """Without --dsn nor $HEPHAESTUS_DSN, `db migrate` reads $HEPHAESTUS_DATABASE."""
+        env = {k: v for k, v in os.environ.items() if k != "HEPHAESTUS_DSN"}
+        env["HEPHAESTUS_DATABASE"] = postgres_dsn
+        command = [sys.executable, "-m", "hephaestus", "db", "migrate", "--schema", schema]
+        with anyio.fail_after(60):
+            done = await anyio.run_process(command, check=False, cwd=ROOT, env=env)
+        assert 0 == done.returncode, done.stderr.decode()
+        assert f"schema {schema!r} is up to date" in done.stdout.decode()
+
+    async def test_no_dsn_at_all_says_where_to_give_one(self) -> None:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("HEPHAESTUS_DSN", "HEPHAESTUS_DATABASE")
+        }
+        command = [sys.executable, "-m", "hephaestus", "db", "migrate"]
+        with anyio.fail_after(60):
+            done = await anyio.run_process(command, check=False, cwd=ROOT, env=env)
+        assert 0 != done.returncode
+        assert "give --dsn or set HEPHAESTUS_DSN (or HEPHAESTUS_DATABASE)" in done.stderr.decode()
+
 
 class TestWorkerCommand:
     async def test_the_worker_runs_jobs_and_stops_on_sigterm(
