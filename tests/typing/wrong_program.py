@@ -13,7 +13,7 @@ from hephaestus.telemetry import EventName, Measurements, Metadata
 
 
 class TakesADict(Step):
-    """The issue's natural mistake: a config is a read-only Mapping, or None."""
+    """The natural mistake: a config is a read-only Mapping, or None, not a dict."""
 
     events = ("ok",)
 
