@@ -103,9 +103,7 @@ class VirtualClock(Clock):
         try:
             await future
         finally:
-            entry[2] = None
-            if entry[3]:
-                self._woken -= 1
+            self._drop(entry)
 
     @contextlib.contextmanager
     def move_on_after(self, seconds: float | None) -> Iterator[anyio.CancelScope]:
@@ -122,15 +120,19 @@ class VirtualClock(Clock):
                 yield scope
         finally:
             if entry is not None:
-                entry[2] = None
-                if entry[3]:
-                    self._woken -= 1
+                self._drop(entry)
 
     def _arm(self, seconds: float, target: object) -> list[Any]:
         entry = [self.time_ns() + int(seconds * 1e9), next(self._seq), target, False]
         heapq.heappush(self._heap, entry)
         self._poke()
         return entry
+
+    def _drop(self, entry: list[Any]) -> None:
+        """The waiter of ``entry`` has gone on: nothing is to fire, and it is no longer woken."""
+        entry[2] = None
+        if entry[3]:
+            self._woken -= 1
 
     def _due(self) -> int | None:
         """The earliest due time still armed; None when nothing is."""

@@ -114,7 +114,7 @@ def assert_events(captured: Sequence[CapturedEvent], expected: Sequence[Expected
     kinds = {name for name, _ in wanted}
     actual = [event for event in captured if event.name in kinds]
     same = len(actual) == len(wanted) and all(
-        event.name == name and (step is None or _is(event.metadata.get("step"), step))
+        event.name == name and (step is None or is_step(event.metadata.get("step"), step))
         for event, (name, step) in zip(actual, wanted, strict=True)
     )
     if not same:
@@ -128,7 +128,8 @@ def assert_events(captured: Sequence[CapturedEvent], expected: Sequence[Expected
         )
 
 
-def _is(step: object, wanted: type[Step] | str) -> bool:
+def is_step(step: object, wanted: type[Step] | str) -> bool:
+    """Whether ``step`` is ``wanted``: the class itself, or a class with that step key."""
     if isinstance(wanted, str):
         return getattr(step, "step_key", None) == wanted
     return step is wanted

@@ -19,6 +19,7 @@ from hephaestus.runtime.local import LocalRunner
 from hephaestus.runtime.storage import codec
 from hephaestus.steps import Done
 from hephaestus.telemetry import attach_many, detach, names
+from hephaestus.testing.events import is_step
 
 __all__ = ["assert_path", "run_step", "until_parked"]
 
@@ -91,11 +92,7 @@ async def until_parked(
 
 
 def _parked(instance: Instance, step: type[Step] | str) -> bool:
-    return any(_is(waiting, step) for waiting in instance.waiting_steps)
-
-
-def _is(step: type[Step], wanted: type[Step] | str) -> bool:
-    return step is wanted if not isinstance(wanted, str) else step.step_key == wanted
+    return any(is_step(waiting, step) for waiting in instance.waiting_steps)
 
 
 def _name(step: type[Step] | str) -> str:
@@ -173,7 +170,7 @@ def _matches(chunk: list[type[Step]], group: list[type[Step] | str]) -> bool:
     left = list(chunk)
     for wanted in group:
         for index, step in enumerate(left):
-            if _is(step, wanted):
+            if is_step(step, wanted):
                 del left[index]
                 break
         else:
